@@ -1,0 +1,216 @@
+//! Who may do what, decided in one place. Resolvers name an [`Action`]; [`authorize`] answers.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ErrorCode, HasErrorCode};
+use crate::ids::AccountId;
+
+/// The role of an account. Agents hold named roles, one per service (`sport`, `culture`...).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Roles {
+    /// Administrators design agendas and forms and may act everywhere.
+    pub admin: bool,
+    /// Agent roles, by service slug. An account with at least one is an agent.
+    pub agent_roles: Vec<String>,
+}
+
+impl Roles {
+    /// A citizen: no administration, no agent role.
+    pub fn citizen() -> Self {
+        Self::default()
+    }
+
+    /// True when the account works in the back office.
+    pub fn is_agent(&self) -> bool {
+        !self.agent_roles.is_empty()
+    }
+}
+
+/// The caller of an operation: an authenticated account with its roles, or nobody.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    /// No valid session.
+    Anonymous,
+    /// A signed-in account.
+    Account {
+        /// The account.
+        id: AccountId,
+        /// Its roles when the session started.
+        roles: Roles,
+    },
+}
+
+impl Principal {
+    /// The account, if signed in.
+    pub fn account_id(&self) -> Option<AccountId> {
+        match self {
+            Principal::Anonymous => None,
+            Principal::Account { id, .. } => Some(*id),
+        }
+    }
+
+    fn roles(&self) -> Option<&Roles> {
+        match self {
+            Principal::Anonymous => None,
+            Principal::Account { roles, .. } => Some(roles),
+        }
+    }
+
+    /// True for administrators.
+    pub fn is_admin(&self) -> bool {
+        self.roles().is_some_and(|r| r.admin)
+    }
+
+    /// True for agents of the given services (any service when `services` is empty), and for
+    /// administrators.
+    pub fn is_agent_for(&self, services: &[String]) -> bool {
+        match self.roles() {
+            None => false,
+            Some(r) if r.admin => true,
+            Some(r) if services.is_empty() => r.is_agent(),
+            Some(r) => r.agent_roles.iter().any(|role| services.contains(role)),
+        }
+    }
+}
+
+/// Everything a caller may attempt that needs a decision.
+#[derive(Debug, Clone, Copy)]
+pub enum Action<'a> {
+    /// Create or change agendas, their events and notification settings.
+    ManageAgendas,
+    /// Create agent or administrator accounts and change roles.
+    ManageAccounts,
+    /// See the outgoing mail queue.
+    SeeOutbox,
+    /// See an event: anyone once it is published; agents of the agenda before that.
+    SeeEvent {
+        /// Services whose agents manage the agenda (empty: every agent).
+        agenda_services: &'a [String],
+        /// False while the publication date is in the future.
+        published: bool,
+    },
+    /// See the bookings of an agenda (who booked what).
+    SeeBookings {
+        /// Services whose agents manage the agenda (empty: every agent).
+        agenda_services: &'a [String],
+    },
+    /// Book for `for_account`.
+    Book {
+        /// Services whose agents manage the agenda.
+        agenda_services: &'a [String],
+        /// Whose booking it is.
+        for_account: AccountId,
+    },
+    /// Cancel a booking owned by `owner`.
+    CancelBooking {
+        /// Services whose agents manage the agenda.
+        agenda_services: &'a [String],
+        /// The booking's owner.
+        owner: AccountId,
+    },
+}
+
+/// Why an action was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AccessError {
+    /// The action needs a signed-in account.
+    #[error("authentication required")]
+    Unauthenticated,
+    /// The account may not do this.
+    #[error("not allowed")]
+    Forbidden,
+    /// The thing is hidden from this caller: it must not learn that it exists.
+    #[error("not found")]
+    Hidden,
+}
+
+impl HasErrorCode for AccessError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            AccessError::Unauthenticated => ErrorCode::Unauthenticated,
+            AccessError::Forbidden => ErrorCode::Forbidden,
+            AccessError::Hidden => ErrorCode::NotFound,
+        }
+    }
+}
+
+/// The single authorization decision of Guichet.
+pub fn authorize(principal: &Principal, action: Action<'_>) -> Result<(), AccessError> {
+    let Some(me) = principal.account_id() else {
+        // Published events are public; everything else needs an account.
+        return match action {
+            Action::SeeEvent { published: true, .. } => Ok(()),
+            Action::SeeEvent { published: false, .. } => Err(AccessError::Hidden),
+            _ => Err(AccessError::Unauthenticated),
+        };
+    };
+    let allowed = match action {
+        Action::ManageAgendas | Action::ManageAccounts | Action::SeeOutbox => principal.is_admin(),
+        Action::SeeEvent { agenda_services, published } => {
+            if published || principal.is_agent_for(agenda_services) {
+                true
+            } else {
+                return Err(AccessError::Hidden);
+            }
+        }
+        Action::SeeBookings { agenda_services } => principal.is_agent_for(agenda_services),
+        Action::Book { agenda_services, for_account } => {
+            for_account == me || principal.is_agent_for(agenda_services)
+        }
+        Action::CancelBooking { agenda_services, owner } => {
+            owner == me || principal.is_agent_for(agenda_services)
+        }
+    };
+    if allowed { Ok(()) } else { Err(AccessError::Forbidden) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn citizen() -> Principal {
+        Principal::Account { id: AccountId::new(), roles: Roles::citizen() }
+    }
+
+    fn agent(service: &str) -> Principal {
+        Principal::Account {
+            id: AccountId::new(),
+            roles: Roles { admin: false, agent_roles: vec![service.to_owned()] },
+        }
+    }
+
+    #[test]
+    fn anonymous_sees_only_published_events() {
+        let services = vec![];
+        let see = |published| Action::SeeEvent { agenda_services: &services, published };
+        assert_eq!(authorize(&Principal::Anonymous, see(true)), Ok(()));
+        assert_eq!(authorize(&Principal::Anonymous, see(false)), Err(AccessError::Hidden));
+        assert_eq!(
+            authorize(&Principal::Anonymous, Action::ManageAgendas),
+            Err(AccessError::Unauthenticated)
+        );
+    }
+
+    #[test]
+    fn citizens_book_for_themselves_only() {
+        let me = citizen();
+        let services = vec!["sport".to_owned()];
+        let mine = Action::Book { agenda_services: &services, for_account: me.account_id().unwrap() };
+        let other = Action::Book { agenda_services: &services, for_account: AccountId::new() };
+        assert_eq!(authorize(&me, mine), Ok(()));
+        assert_eq!(authorize(&me, other), Err(AccessError::Forbidden));
+        assert_eq!(authorize(&me, Action::ManageAgendas), Err(AccessError::Forbidden));
+    }
+
+    #[test]
+    fn agents_act_only_for_their_services() {
+        let services = vec!["sport".to_owned()];
+        let on_behalf = Action::Book { agenda_services: &services, for_account: AccountId::new() };
+        assert_eq!(authorize(&agent("sport"), on_behalf), Ok(()));
+        assert_eq!(authorize(&agent("culture"), on_behalf), Err(AccessError::Forbidden));
+        let open_agenda: Vec<String> = vec![];
+        let see = Action::SeeBookings { agenda_services: &open_agenda };
+        assert_eq!(authorize(&agent("culture"), see), Ok(()));
+        assert_eq!(authorize(&citizen(), see), Err(AccessError::Forbidden));
+    }
+}

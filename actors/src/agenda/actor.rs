@@ -1,0 +1,395 @@
+//! `AgendaActor`: owns one agenda, its events and their bookings. Every booking decision goes
+//! through it. Commands waiting in its queue are decided together and written as one transaction
+//! (group commit: one disk sync for the whole group), and each caller is answered only once that
+//! transaction is durable. The store refuses any write based on a stale event version, so a
+//! second writer (another process, or another agenda coordinating a multi-agenda booking) can
+//! never make it overbook: the actor reloads and decides again.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use actix::prelude::*;
+use jiff::Timestamp;
+use tokio::sync::oneshot;
+
+use super::handle::{EventView, Peers};
+use super::messages::{
+    AddEvent, BookEvents, CancelBooking, GetEvent, GetEvents, PromoteWaitingList, RefreshEvents,
+};
+use super::model::{
+    AgendaError, AgendaSettings, BookRequest, BookingView, Effects, EventState, Ledger,
+};
+use crate::ids::{AgendaId, BookingId, EventId};
+use crate::live::{BookingChanged, LiveHub};
+use crate::mail::MailNotifier;
+use crate::metrics::ActorMetrics;
+use crate::store::{Store, StoreError};
+
+/// Attempts of one batch against write conflicts before callers get `Unavailable`.
+const MAX_ATTEMPTS: u32 = 8;
+/// The most commands decided and written together.
+const MAX_BATCH: usize = 1024;
+
+type CancelResult = Result<(BookingView, Option<BookingView>), AgendaError>;
+
+enum Command {
+    Book(BookRequest, oneshot::Sender<Result<Vec<BookingView>, AgendaError>>),
+    Cancel(BookingId, oneshot::Sender<CancelResult>),
+    Promote(EventId, oneshot::Sender<Result<BookingView, AgendaError>>),
+}
+
+impl Command {
+    fn event_ids(&self) -> &[EventId] {
+        match self {
+            Command::Book(r, _) => &r.event_ids,
+            Command::Cancel(..) => &[],
+            Command::Promote(e, _) => std::slice::from_ref(e),
+        }
+    }
+}
+
+enum Outcome {
+    Book(Result<Vec<BookingView>, AgendaError>),
+    Cancel(CancelResult),
+    Promote(Result<BookingView, AgendaError>),
+}
+
+/// The actor of one agenda.
+pub(super) struct AgendaActor {
+    agenda_id: AgendaId,
+    ledger: Ledger,
+    store: Store,
+    live: LiveHub,
+    mail: MailNotifier,
+    peers: Peers,
+    metrics: Arc<ActorMetrics>,
+    pending: Vec<Command>,
+    flushing: bool,
+}
+
+impl AgendaActor {
+    pub(super) fn new(
+        settings: AgendaSettings,
+        events: Vec<EventState>,
+        store: Store,
+        live: LiveHub,
+        mail: MailNotifier,
+        peers: Peers,
+        metrics: Arc<ActorMetrics>,
+    ) -> Self {
+        let agenda_id = settings.id;
+        let mut ledger = Ledger::default();
+        ledger.agendas.insert(agenda_id, settings);
+        for e in events {
+            ledger.put_event(e);
+        }
+        Self {
+            agenda_id,
+            ledger,
+            store,
+            live,
+            mail,
+            peers,
+            metrics,
+            pending: Vec::new(),
+            flushing: false,
+        }
+    }
+
+    fn enqueue(&mut self, command: Command, ctx: &mut Context<Self>) {
+        self.metrics.queued_commands.fetch_add(1, Ordering::Relaxed);
+        self.pending.push(command);
+        self.flush(ctx);
+    }
+
+    fn flush(&mut self, ctx: &mut Context<Self>) {
+        if self.flushing || self.pending.is_empty() {
+            return;
+        }
+        self.flushing = true;
+        let rest = if self.pending.len() > MAX_BATCH { self.pending.split_off(MAX_BATCH) } else { Vec::new() };
+        let batch = std::mem::replace(&mut self.pending, rest);
+        let foreign: BTreeSet<EventId> = batch
+            .iter()
+            .flat_map(|c| c.event_ids().iter().copied())
+            .filter(|id| !self.ledger.events.contains_key(id))
+            .collect();
+        if foreign.is_empty() {
+            self.decide_and_write(batch, 0, ctx);
+        } else {
+            self.load_then_decide(batch, foreign.into_iter().collect(), 0, ctx);
+        }
+    }
+
+    /// Loads events this actor does not own (a multi-agenda booking it coordinates, or events
+    /// whose cached state turned out stale) with their agendas' settings, then decides.
+    fn load_then_decide(&mut self, batch: Vec<Command>, ids: Vec<EventId>, attempt: u32, ctx: &mut Context<Self>) {
+        let store = self.store.clone();
+        let known_agendas: BTreeSet<AgendaId> = self.ledger.agendas.keys().copied().collect();
+        let load = async move {
+            let events = store.events(&ids).await?;
+            let mut agendas = Vec::new();
+            let missing: BTreeSet<AgendaId> =
+                events.iter().map(|e| e.agenda_id).filter(|a| !known_agendas.contains(a)).collect();
+            for a in missing {
+                if let Some(settings) = store.agenda(a).await? {
+                    agendas.push(settings);
+                }
+            }
+            Ok::<_, StoreError>((agendas, events))
+        };
+        ctx.spawn(load.into_actor(self).map(move |result, act, ctx| match result {
+            Ok((agendas, events)) => {
+                for a in agendas {
+                    act.ledger.agendas.insert(a.id, a);
+                }
+                for e in events {
+                    act.ledger.put_event(e);
+                }
+                act.decide_and_write(batch, attempt, ctx);
+            }
+            Err(e) => act.fail(batch, &e, ctx),
+        }));
+    }
+
+    fn decide_and_write(&mut self, batch: Vec<Command>, attempt: u32, ctx: &mut Context<Self>) {
+        let now = Timestamp::now();
+        let mut working = self.ledger.working();
+        let outcomes: Vec<Outcome> = batch
+            .iter()
+            .map(|c| match c {
+                Command::Book(req, _) => Outcome::Book(working.book(req, now, BookingId::new)),
+                Command::Cancel(id, _) => Outcome::Cancel(working.cancel(*id, now)),
+                Command::Promote(id, _) => Outcome::Promote(working.promote_first(*id, now)),
+            })
+            .collect();
+        let (changed, effects) = working.finish();
+        if effects.is_empty() {
+            self.finish(batch, outcomes, changed, effects, ctx);
+            return;
+        }
+        let store = self.store.clone();
+        let write = async move {
+            let result = store.commit_agenda_batch(&changed, &effects, now).await;
+            (result, changed, effects)
+        };
+        ctx.spawn(write.into_actor(self).map(move |(result, changed, effects), act, ctx| match result {
+            Ok(()) => act.finish(batch, outcomes, changed, effects, ctx),
+            Err(StoreError::Conflict(reason)) if attempt + 1 < MAX_ATTEMPTS => {
+                tracing::debug!(agenda = %act.agenda_id, attempt, %reason, "stale events, reloading");
+                let ids = effects.touched.keys().copied().collect();
+                act.load_then_decide(batch, ids, attempt + 1, ctx);
+            }
+            Err(e) => {
+                let ids: Vec<EventId> = effects.touched.keys().copied().collect();
+                act.fail(batch, &e, ctx);
+                // The write may or may not have happened: take the store's word for it.
+                act.reload(ids, true, ctx);
+            }
+        }));
+    }
+
+    /// Makes a durable batch current, answers its callers, publishes, and starts the next batch.
+    fn finish(
+        &mut self,
+        batch: Vec<Command>,
+        outcomes: Vec<Outcome>,
+        changed: Vec<EventState>,
+        effects: Effects,
+        ctx: &mut Context<Self>,
+    ) {
+        let mut foreign: HashMap<AgendaId, Vec<EventId>> = HashMap::new();
+        let mut seqs = HashMap::new();
+        for event in changed {
+            self.live.publish_fill_level(event.fill_level());
+            seqs.insert(event.id, event.version);
+            if event.agenda_id == self.agenda_id {
+                self.ledger.put_event(event);
+            } else {
+                foreign.entry(event.agenda_id).or_default().push(event.id);
+            }
+        }
+        let booking_views = effects.created.iter().map(|c| &c.view).chain(effects.changed.iter().map(|c| &c.view));
+        for view in booking_views {
+            let seq = seqs.get(&view.event_id).copied().unwrap_or_default();
+            self.live.publish_booking(BookingChanged { booking: view.clone(), seq });
+        }
+        if !effects.mails.is_empty() {
+            self.mail.wake();
+        }
+        self.answer(batch, outcomes);
+        self.forget_foreign_events();
+        for (agenda, ids) in foreign {
+            if let Some(peer) = self.peers.get(agenda) {
+                peer.do_send(RefreshEvents(ids));
+            }
+        }
+        self.flushing = false;
+        self.flush(ctx);
+    }
+
+    fn answer(&mut self, batch: Vec<Command>, outcomes: Vec<Outcome>) {
+        self.metrics.queued_commands.fetch_sub(batch.len(), Ordering::Relaxed);
+        for (command, outcome) in batch.into_iter().zip(outcomes) {
+            // A caller that gave up (dropped its receiver) is not an error.
+            match (command, outcome) {
+                (Command::Book(_, tx), Outcome::Book(r)) => drop(tx.send(r)),
+                (Command::Cancel(_, tx), Outcome::Cancel(r)) => drop(tx.send(r)),
+                (Command::Promote(_, tx), Outcome::Promote(r)) => drop(tx.send(r)),
+                _ => tracing::error!("agenda batch outcomes out of order"),
+            }
+        }
+    }
+
+    fn fail(&mut self, batch: Vec<Command>, error: &StoreError, ctx: &mut Context<Self>) {
+        tracing::error!(agenda = %self.agenda_id, %error, "agenda batch failed");
+        let err = || AgendaError::Unavailable("the booking could not be stored, try again".into());
+        let outcomes = batch
+            .iter()
+            .map(|c| match c {
+                Command::Book(..) => Outcome::Book(Err(err())),
+                Command::Cancel(..) => Outcome::Cancel(Err(err())),
+                Command::Promote(..) => Outcome::Promote(Err(err())),
+            })
+            .collect();
+        self.answer(batch, outcomes);
+        self.forget_foreign_events();
+        self.flushing = false;
+        self.flush(ctx);
+    }
+
+    fn forget_foreign_events(&mut self) {
+        let foreign: Vec<EventId> =
+            self.ledger.events.values().filter(|e| e.agenda_id != self.agenda_id).map(|e| e.id).collect();
+        for id in foreign {
+            self.ledger.drop_event(id);
+        }
+    }
+
+    /// Reloads own events from the store. Unless `force`, keeps the cached copy when it is as new.
+    fn reload(&mut self, ids: Vec<EventId>, force: bool, ctx: &mut Context<Self>) {
+        let store = self.store.clone();
+        let load = async move { store.events(&ids).await };
+        ctx.spawn(load.into_actor(self).map(move |result, act, _| match result {
+            Ok(events) => {
+                for e in events {
+                    let newer = act.ledger.events.get(&e.id).is_none_or(|cur| e.version > cur.version);
+                    if e.agenda_id == act.agenda_id && (force || newer) {
+                        act.live.publish_fill_level(e.fill_level());
+                        act.ledger.put_event(e);
+                    }
+                }
+            }
+            Err(e) => tracing::error!(agenda = %act.agenda_id, error = %e, "reload failed"),
+        }));
+    }
+
+    fn view(&self, id: EventId, with_bookings: bool) -> Result<EventView, AgendaError> {
+        let event = self.ledger.events.get(&id).ok_or(AgendaError::EventNotFound(id))?;
+        Ok(EventView::of(event, with_bookings))
+    }
+}
+
+impl Actor for AgendaActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // Bookings arrive in bursts; a large mailbox lets them queue into one group commit.
+        ctx.set_mailbox_capacity(4096);
+        self.metrics.live_actors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        self.metrics.live_actors.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Handler<BookEvents> for AgendaActor {
+    type Result = ResponseFuture<Result<Vec<BookingView>, AgendaError>>;
+
+    fn handle(&mut self, msg: BookEvents, ctx: &mut Context<Self>) -> Self::Result {
+        let (tx, rx) = oneshot::channel();
+        self.enqueue(Command::Book(msg.0, tx), ctx);
+        Box::pin(async move { rx.await.unwrap_or_else(|_| Err(AgendaError::Unavailable("agenda stopped".into()))) })
+    }
+}
+
+impl Handler<CancelBooking> for AgendaActor {
+    type Result = ResponseFuture<CancelResult>;
+
+    fn handle(&mut self, msg: CancelBooking, ctx: &mut Context<Self>) -> Self::Result {
+        let (tx, rx) = oneshot::channel();
+        self.enqueue(Command::Cancel(msg.0, tx), ctx);
+        Box::pin(async move { rx.await.unwrap_or_else(|_| Err(AgendaError::Unavailable("agenda stopped".into()))) })
+    }
+}
+
+impl Handler<PromoteWaitingList> for AgendaActor {
+    type Result = ResponseFuture<Result<BookingView, AgendaError>>;
+
+    fn handle(&mut self, msg: PromoteWaitingList, ctx: &mut Context<Self>) -> Self::Result {
+        let (tx, rx) = oneshot::channel();
+        self.enqueue(Command::Promote(msg.0, tx), ctx);
+        Box::pin(async move { rx.await.unwrap_or_else(|_| Err(AgendaError::Unavailable("agenda stopped".into()))) })
+    }
+}
+
+impl Handler<AddEvent> for AgendaActor {
+    type Result = ResponseActFuture<Self, Result<EventView, AgendaError>>;
+
+    fn handle(&mut self, msg: AddEvent, _: &mut Context<Self>) -> Self::Result {
+        let event = match msg.0.validate(EventId::new(), self.agenda_id) {
+            Ok(e) => e,
+            Err(e) => return Box::pin(fut::ready(Err(e))),
+        };
+        let store = self.store.clone();
+        let write = async move {
+            let now = Timestamp::now();
+            store.create_event(&event, now).await.map(|()| event)
+        };
+        Box::pin(write.into_actor(self).map(|result, act, _| match result {
+            Ok(event) => {
+                let view = EventView::of(&event, false);
+                act.ledger.put_event(event);
+                Ok(view)
+            }
+            Err(e) => {
+                tracing::error!(agenda = %act.agenda_id, error = %e, "event not stored");
+                Err(AgendaError::Unavailable("the event could not be stored, try again".into()))
+            }
+        }))
+    }
+}
+
+impl Handler<GetEvent> for AgendaActor {
+    type Result = Result<EventView, AgendaError>;
+
+    fn handle(&mut self, msg: GetEvent, _: &mut Context<Self>) -> Self::Result {
+        self.view(msg.event_id, msg.with_bookings)
+    }
+}
+
+impl Handler<GetEvents> for AgendaActor {
+    type Result = MessageResult<GetEvents>;
+
+    fn handle(&mut self, _: GetEvents, _: &mut Context<Self>) -> Self::Result {
+        let mut events: Vec<EventView> = self
+            .ledger
+            .events
+            .values()
+            .filter(|e| e.agenda_id == self.agenda_id)
+            .map(|e| EventView::of(e, false))
+            .collect();
+        events.sort_by_key(|e| (e.starts_at, e.id));
+        MessageResult(events)
+    }
+}
+
+impl Handler<RefreshEvents> for AgendaActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: RefreshEvents, ctx: &mut Context<Self>) {
+        self.reload(msg.0, false, ctx);
+    }
+}

@@ -1,0 +1,317 @@
+//! How the rest of Guichet reaches agendas: [`AgendaRegistry`] finds or starts the actor of an
+//! agenda and routes each operation to it; nothing outside this module names an actix type.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use actix::{Addr, MailboxError};
+use jiff::Timestamp;
+use tokio::sync::OnceCell;
+
+use super::actor::AgendaActor;
+use super::messages::{
+    AddEvent, BookEvents, CancelBooking, GetEvent, GetEvents, PromoteWaitingList,
+};
+use super::model::{
+    AgendaError, AgendaSettings, BookRequest, BookingStatus, BookingView, EventState, FillLevel,
+    NewAgenda, NewEvent,
+};
+use crate::ids::{AccountId, AgendaId, BookingId, EventId};
+use crate::live::LiveHub;
+use crate::mail::MailNotifier;
+use crate::metrics::ActorMetrics;
+use crate::runtime::ActorRuntime;
+use crate::store::{Store, StoreError};
+
+/// An event as read by the API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventView {
+    /// Identifier.
+    pub id: EventId,
+    /// Agenda.
+    pub agenda_id: AgendaId,
+    /// Human name.
+    pub label: String,
+    /// Free text.
+    pub description: String,
+    /// Link.
+    pub url: Option<String>,
+    /// Start.
+    pub starts_at: Timestamp,
+    /// End.
+    pub ends_at: Option<Timestamp>,
+    /// Publication.
+    pub publication_at: Option<Timestamp>,
+    /// Counters.
+    pub fill: FillLevel,
+    /// Active bookings (only when asked for), oldest first.
+    pub bookings: Vec<(BookingId, AccountId, BookingStatus)>,
+}
+
+impl EventView {
+    pub(super) fn of(e: &EventState, with_bookings: bool) -> Self {
+        let mut bookings: Vec<_> = if with_bookings {
+            e.bookings.values().map(|b| (b.created_at, b.id, b.account_id, b.status)).collect()
+        } else {
+            Vec::new()
+        };
+        bookings.sort_by_key(|(at, id, _, _)| (*at, *id));
+        Self {
+            id: e.id,
+            agenda_id: e.agenda_id,
+            label: e.label.clone(),
+            description: e.description.clone(),
+            url: e.url.clone(),
+            starts_at: e.starts_at,
+            ends_at: e.ends_at,
+            publication_at: e.publication_at,
+            fill: e.fill_level(),
+            bookings: bookings.into_iter().map(|(_, id, who, status)| (id, who, status)).collect(),
+        }
+    }
+
+    /// True once citizens may see it.
+    pub fn is_published(&self, now: Timestamp) -> bool {
+        self.publication_at.is_none_or(|p| p <= now)
+    }
+}
+
+/// A live agenda: its settings and its actor.
+#[derive(Clone)]
+pub struct AgendaHandle {
+    addr: Addr<AgendaActor>,
+    settings: Arc<AgendaSettings>,
+}
+
+impl std::fmt::Debug for AgendaHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgendaHandle").field("agenda", &self.settings.id).finish()
+    }
+}
+
+fn unavailable(e: MailboxError) -> AgendaError {
+    AgendaError::Unavailable(format!("agenda actor: {e}"))
+}
+
+fn store_error(e: StoreError) -> AgendaError {
+    tracing::error!(error = %e, "agenda store error");
+    AgendaError::Unavailable("storage unavailable".into())
+}
+
+impl AgendaHandle {
+    /// The agenda's settings.
+    pub fn settings(&self) -> &AgendaSettings {
+        &self.settings
+    }
+
+    /// One event of this agenda.
+    pub async fn event(&self, id: EventId, with_bookings: bool) -> Result<EventView, AgendaError> {
+        self.addr.send(GetEvent { event_id: id, with_bookings }).await.map_err(unavailable)?
+    }
+
+    /// Every event of this agenda, by start.
+    pub async fn events(&self) -> Result<Vec<EventView>, AgendaError> {
+        self.addr.send(GetEvents).await.map_err(unavailable)
+    }
+}
+
+/// The addresses of running agenda actors, shared with them so that one actor can tell another
+/// to reload events it wrote.
+#[derive(Clone, Default)]
+pub(super) struct Peers(Arc<Mutex<HashMap<AgendaId, Addr<AgendaActor>>>>);
+
+impl Peers {
+    pub(super) fn get(&self, id: AgendaId) -> Option<Addr<AgendaActor>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).get(&id).cloned()
+    }
+
+    fn insert(&self, id: AgendaId, addr: Addr<AgendaActor>) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).insert(id, addr);
+    }
+}
+
+struct RegistryInner {
+    runtime: ActorRuntime,
+    store: Store,
+    live: LiveHub,
+    mail: MailNotifier,
+    metrics: Arc<ActorMetrics>,
+    actors: Mutex<HashMap<AgendaId, Arc<OnceCell<AgendaHandle>>>>,
+    event_agendas: Mutex<HashMap<EventId, AgendaId>>,
+    peers: Peers,
+}
+
+/// Finds or starts agenda actors and routes operations to them.
+#[derive(Clone)]
+pub struct AgendaRegistry {
+    inner: Arc<RegistryInner>,
+}
+
+impl std::fmt::Debug for AgendaRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AgendaRegistry")
+    }
+}
+
+impl AgendaRegistry {
+    /// A registry starting actors on `runtime`.
+    pub fn new(
+        runtime: ActorRuntime,
+        store: Store,
+        live: LiveHub,
+        mail: MailNotifier,
+        metrics: Arc<ActorMetrics>,
+    ) -> Self {
+        Self {
+            inner: Arc::new(RegistryInner {
+                runtime,
+                store,
+                live,
+                mail,
+                metrics,
+                actors: Mutex::new(HashMap::new()),
+                event_agendas: Mutex::new(HashMap::new()),
+                peers: Peers::default(),
+            }),
+        }
+    }
+
+    /// Creates an agenda.
+    pub async fn create_agenda(&self, input: NewAgenda) -> Result<AgendaSettings, AgendaError> {
+        let settings = input.validate(AgendaId::new())?;
+        match self.inner.store.create_agenda(&settings, Timestamp::now()).await {
+            Ok(()) => Ok(settings),
+            Err(StoreError::Duplicate(_)) => Err(AgendaError::SlugTaken(settings.slug)),
+            Err(e) => Err(store_error(e)),
+        }
+    }
+
+    /// Every agenda.
+    pub async fn agendas(&self) -> Result<Vec<AgendaSettings>, AgendaError> {
+        self.inner.store.agendas().await.map_err(store_error)
+    }
+
+    /// The agenda with this slug.
+    pub async fn by_slug(&self, slug: &str) -> Result<AgendaHandle, AgendaError> {
+        let id = self.inner.store.agenda_id_by_slug(slug).await.map_err(store_error)?;
+        self.get(id.ok_or(AgendaError::AgendaNotFound)?).await
+    }
+
+    /// The live agenda, starting its actor on first use.
+    pub async fn get(&self, id: AgendaId) -> Result<AgendaHandle, AgendaError> {
+        let cell = {
+            let mut actors = self.inner.actors.lock().unwrap_or_else(|p| p.into_inner());
+            actors.entry(id).or_default().clone()
+        };
+        let handle = cell
+            .get_or_try_init(|| async {
+                let store = &self.inner.store;
+                let settings = store.agenda(id).await.map_err(store_error)?.ok_or(AgendaError::AgendaNotFound)?;
+                let events = store.agenda_events(id).await.map_err(store_error)?;
+                {
+                    let mut index = self.inner.event_agendas.lock().unwrap_or_else(|p| p.into_inner());
+                    for e in &events {
+                        index.insert(e.id, id);
+                    }
+                }
+                let settings = Arc::new(settings);
+                let inner = self.inner.clone();
+                let actor_settings = (*settings).clone();
+                let addr = self.inner.runtime.spawn(move |_| {
+                    AgendaActor::new(
+                        actor_settings,
+                        events,
+                        inner.store.clone(),
+                        inner.live.clone(),
+                        inner.mail.clone(),
+                        inner.peers.clone(),
+                        inner.metrics.clone(),
+                    )
+                });
+                self.inner.peers.insert(id, addr.clone());
+                Ok::<_, AgendaError>(AgendaHandle { addr, settings })
+            })
+            .await;
+        match handle {
+            Ok(h) => Ok(h.clone()),
+            Err(e) => {
+                // Do not keep a cell for an agenda that does not exist.
+                if e == AgendaError::AgendaNotFound {
+                    self.inner.actors.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// The agenda an event belongs to.
+    pub async fn agenda_of_event(&self, event: EventId) -> Result<AgendaHandle, AgendaError> {
+        let cached = self.inner.event_agendas.lock().unwrap_or_else(|p| p.into_inner()).get(&event).copied();
+        let agenda = match cached {
+            Some(a) => a,
+            None => {
+                let a = self
+                    .inner
+                    .store
+                    .event_agenda(event)
+                    .await
+                    .map_err(store_error)?
+                    .ok_or(AgendaError::EventNotFound(event))?;
+                self.inner.event_agendas.lock().unwrap_or_else(|p| p.into_inner()).insert(event, a);
+                a
+            }
+        };
+        self.get(agenda).await
+    }
+
+    /// Adds an event to an agenda.
+    pub async fn add_event(&self, agenda: AgendaId, input: NewEvent) -> Result<EventView, AgendaError> {
+        let handle = self.get(agenda).await?;
+        let view = handle.addr.send(AddEvent(input)).await.map_err(unavailable)??;
+        self.inner.event_agendas.lock().unwrap_or_else(|p| p.into_inner()).insert(view.id, agenda);
+        Ok(view)
+    }
+
+    /// The agendas of these events, each with the events it owns, in agenda order.
+    pub async fn group_by_agenda(
+        &self,
+        events: &[EventId],
+    ) -> Result<BTreeMap<AgendaId, (AgendaHandle, Vec<EventId>)>, AgendaError> {
+        let mut groups: BTreeMap<AgendaId, (AgendaHandle, Vec<EventId>)> = BTreeMap::new();
+        for &e in events {
+            let handle = self.agenda_of_event(e).await?;
+            groups.entry(handle.settings.id).or_insert_with(|| (handle, Vec::new())).1.push(e);
+        }
+        Ok(groups)
+    }
+
+    /// Books events, all or none. Events of several agendas are booked in one transaction by the
+    /// actor of the first agenda; the store's version checks keep the other actors consistent.
+    pub async fn book(&self, request: BookRequest) -> Result<Vec<BookingView>, AgendaError> {
+        let groups = self.group_by_agenda(&request.event_ids).await?;
+        let (coordinator, _) = groups.values().next().ok_or_else(|| AgendaError::Invalid("eventIds cannot be empty".into()))?;
+        coordinator.addr.send(BookEvents(request)).await.map_err(unavailable)?
+    }
+
+    /// A booking as stored (to check who owns it before cancelling).
+    pub async fn booking(&self, id: BookingId) -> Result<BookingView, AgendaError> {
+        self.inner.store.booking(id).await.map_err(store_error)?.ok_or(AgendaError::BookingNotFound)
+    }
+
+    /// Cancels a booking; returns it and the booking promoted in its place, if any.
+    pub async fn cancel(&self, booking: &BookingView) -> Result<(BookingView, Option<BookingView>), AgendaError> {
+        let handle = self.get(booking.agenda_id).await?;
+        handle.addr.send(CancelBooking(booking.id)).await.map_err(unavailable)?
+    }
+
+    /// Confirms the first waiting-list booking of an event.
+    pub async fn promote(&self, event: EventId) -> Result<BookingView, AgendaError> {
+        let handle = self.agenda_of_event(event).await?;
+        handle.addr.send(PromoteWaitingList(event)).await.map_err(unavailable)?
+    }
+
+    /// The live hub, to subscribe.
+    pub fn live(&self) -> &LiveHub {
+        &self.inner.live
+    }
+}

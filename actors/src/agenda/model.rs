@@ -1,0 +1,746 @@
+//! The rules of events agendas, as plain data and functions: no actor, no database, no clock.
+//!
+//! A [`Ledger`] holds the agendas and events an `AgendaActor` works on, with their active
+//! bookings. Commands are applied to a [`Working`] overlay so that a batch can be written to the
+//! store as one transaction and only then made current.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+
+use jiff::Timestamp;
+
+use crate::error::{ErrorCode, HasErrorCode};
+use crate::ids::{AccountId, AgendaId, BookingId, EventId, MailId};
+use crate::mail::OutgoingMail;
+use crate::time::human;
+
+/// The kinds of agenda. Meetings and virtual agendas come with the agendas issue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgendaKind {
+    /// Events with a number of places (a show, a course, a vaccination session).
+    Events,
+}
+
+impl AgendaKind {
+    /// Storage name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgendaKind::Events => "events",
+        }
+    }
+
+    /// Parses a storage name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "events" => Some(AgendaKind::Events),
+            _ => None,
+        }
+    }
+}
+
+/// Who is told when events of an agenda fill up, and at which levels.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FillNotifications {
+    /// Fill levels in percent of the confirmed places (1 to 100), sorted, without duplicates.
+    pub thresholds: Vec<u8>,
+    /// Recipient addresses.
+    pub emails: Vec<String>,
+}
+
+/// The settings of an agenda.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgendaSettings {
+    /// Identifier.
+    pub id: AgendaId,
+    /// Unique short name used in URLs.
+    pub slug: String,
+    /// Human name.
+    pub label: String,
+    /// Kind.
+    pub kind: AgendaKind,
+    /// Fill-level notifications to administrators.
+    pub fill_notifications: FillNotifications,
+    /// When a confirmed booking is cancelled, confirm the first waiting-list booking at once.
+    pub auto_promote_waiting_list: bool,
+    /// Services whose agents manage this agenda; empty means every agent.
+    pub services: Vec<String>,
+}
+
+/// What an administrator gives to create an agenda.
+#[derive(Debug, Clone)]
+pub struct NewAgenda {
+    /// Unique short name: lower-case letters, digits and dashes.
+    pub slug: String,
+    /// Human name.
+    pub label: String,
+    /// Kind.
+    pub kind: AgendaKind,
+    /// Fill-level notifications.
+    pub fill_notifications: FillNotifications,
+    /// Automatic waiting-list promotion.
+    pub auto_promote_waiting_list: bool,
+    /// Services whose agents manage it.
+    pub services: Vec<String>,
+}
+
+impl NewAgenda {
+    /// Checks the input and builds the agenda's settings.
+    pub fn validate(self, id: AgendaId) -> Result<AgendaSettings, AgendaError> {
+        let slug = self.slug.trim().to_owned();
+        let slug_ok = !slug.is_empty()
+            && slug.len() <= 64
+            && slug.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !slug.starts_with('-');
+        if !slug_ok {
+            return Err(AgendaError::Invalid(
+                "slug must be 1 to 64 lower-case letters, digits or dashes".into(),
+            ));
+        }
+        let label = checked_label(&self.label)?;
+        let mut thresholds = Vec::new();
+        for t in &self.fill_notifications.thresholds {
+            if !(1..=100).contains(t) {
+                return Err(AgendaError::Invalid("thresholds are percentages from 1 to 100".into()));
+            }
+            thresholds.push(*t);
+        }
+        thresholds.sort_unstable();
+        thresholds.dedup();
+        let mut emails = Vec::new();
+        for e in &self.fill_notifications.emails {
+            let e = e.trim();
+            if e.parse::<lettre::Address>().is_err() {
+                return Err(AgendaError::Invalid(format!("{e:?} is not an email address")));
+            }
+            emails.push(e.to_owned());
+        }
+        if !thresholds.is_empty() && emails.is_empty() {
+            return Err(AgendaError::Invalid("fill thresholds need at least one email".into()));
+        }
+        for s in &self.services {
+            if s.trim().is_empty() {
+                return Err(AgendaError::Invalid("service names cannot be empty".into()));
+            }
+        }
+        Ok(AgendaSettings {
+            id,
+            slug,
+            label,
+            kind: self.kind,
+            fill_notifications: FillNotifications { thresholds, emails },
+            auto_promote_waiting_list: self.auto_promote_waiting_list,
+            services: self.services.iter().map(|s| s.trim().to_owned()).collect(),
+        })
+    }
+}
+
+fn checked_label(label: &str) -> Result<String, AgendaError> {
+    let label = label.trim();
+    if label.is_empty() || label.chars().count() > 200 {
+        return Err(AgendaError::Invalid("label must have 1 to 200 characters".into()));
+    }
+    Ok(label.to_owned())
+}
+
+/// The largest number of places an event may have; beyond it, input is surely a mistake.
+pub const MAX_PLACES: i64 = 1_000_000;
+
+/// What an administrator gives to create an event.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    /// Human name.
+    pub label: String,
+    /// Start.
+    pub starts_at: Timestamp,
+    /// Optional end, after the start.
+    pub ends_at: Option<Timestamp>,
+    /// Confirmed places.
+    pub places: i64,
+    /// Waiting-list places.
+    pub waiting_list_places: i64,
+    /// Free text.
+    pub description: String,
+    /// Optional link to more information.
+    pub url: Option<String>,
+    /// Not visible to citizens before this instant.
+    pub publication_at: Option<Timestamp>,
+}
+
+impl NewEvent {
+    /// Checks the input and builds the event with no booking.
+    pub fn validate(self, id: EventId, agenda_id: AgendaId) -> Result<EventState, AgendaError> {
+        let label = checked_label(&self.label)?;
+        let places = checked_places(self.places, "places")?;
+        let waiting_list_places = checked_places(self.waiting_list_places, "waitingListPlaces")?;
+        if let Some(end) = self.ends_at
+            && end <= self.starts_at
+        {
+            return Err(AgendaError::Invalid("an event must end after it starts".into()));
+        }
+        if let Some(url) = &self.url
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            return Err(AgendaError::Invalid("url must start with http:// or https://".into()));
+        }
+        if self.description.len() > 20_000 {
+            return Err(AgendaError::Invalid("description is longer than 20,000 bytes".into()));
+        }
+        Ok(EventState {
+            id,
+            agenda_id,
+            label,
+            description: self.description,
+            url: self.url,
+            starts_at: self.starts_at,
+            ends_at: self.ends_at,
+            publication_at: self.publication_at,
+            places,
+            waiting_list_places,
+            confirmed: 0,
+            waiting: 0,
+            notified: BTreeSet::new(),
+            bookings: HashMap::new(),
+            waiting_queue: VecDeque::new(),
+            version: 0,
+        })
+    }
+}
+
+fn checked_places(n: i64, name: &str) -> Result<u32, AgendaError> {
+    if !(0..=MAX_PLACES).contains(&n) {
+        return Err(AgendaError::Invalid(format!("{name} must be between 0 and {MAX_PLACES}")));
+    }
+    u32::try_from(n).map_err(|_| AgendaError::Invalid(format!("{name} is out of range")))
+}
+
+/// The state of a booking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BookingStatus {
+    /// Holds one of the event's places.
+    Confirmed,
+    /// Holds a waiting-list place; may be promoted when a place frees up.
+    WaitingList,
+    /// Cancelled; kept for history.
+    Cancelled,
+}
+
+impl BookingStatus {
+    /// Storage name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BookingStatus::Confirmed => "confirmed",
+            BookingStatus::WaitingList => "waiting",
+            BookingStatus::Cancelled => "cancelled",
+        }
+    }
+
+    /// Parses a storage name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "confirmed" => Some(BookingStatus::Confirmed),
+            "waiting" => Some(BookingStatus::WaitingList),
+            "cancelled" => Some(BookingStatus::Cancelled),
+            _ => None,
+        }
+    }
+}
+
+/// A booking that holds a place or a waiting-list place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActiveBooking {
+    /// Identifier.
+    pub id: BookingId,
+    /// Whose booking it is.
+    pub account_id: AccountId,
+    /// Confirmed or waiting list.
+    pub status: BookingStatus,
+    /// When it was made; the waiting list is served in this order.
+    pub created_at: Timestamp,
+}
+
+/// An event with its live counters and active bookings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventState {
+    /// Identifier.
+    pub id: EventId,
+    /// Owning agenda.
+    pub agenda_id: AgendaId,
+    /// Human name.
+    pub label: String,
+    /// Free text.
+    pub description: String,
+    /// Link.
+    pub url: Option<String>,
+    /// Start.
+    pub starts_at: Timestamp,
+    /// End.
+    pub ends_at: Option<Timestamp>,
+    /// Hidden from citizens before this instant.
+    pub publication_at: Option<Timestamp>,
+    /// Confirmed places.
+    pub places: u32,
+    /// Waiting-list places.
+    pub waiting_list_places: u32,
+    /// Confirmed bookings; stored too, as the database's own guard against overbooking.
+    pub confirmed: u32,
+    /// Waiting-list bookings.
+    pub waiting: u32,
+    /// Thresholds whose notification was sent and not re-armed since.
+    pub notified: BTreeSet<u8>,
+    /// Active bookings by id.
+    pub bookings: HashMap<BookingId, ActiveBooking>,
+    /// Waiting-list bookings, first come first served.
+    pub waiting_queue: VecDeque<BookingId>,
+    /// Incremented on every write; the store refuses a write based on an older version.
+    pub version: u64,
+}
+
+impl EventState {
+    /// True once citizens may see it.
+    pub fn is_published(&self, now: Timestamp) -> bool {
+        self.publication_at.is_none_or(|p| p <= now)
+    }
+
+    /// No booking can be accepted any more, not even on the waiting list.
+    pub fn is_full(&self) -> bool {
+        self.confirmed >= self.places && self.waiting >= self.waiting_list_places
+    }
+
+    /// The public fill level.
+    pub fn fill_level(&self) -> FillLevel {
+        FillLevel {
+            event_id: self.id,
+            places: self.places,
+            booked_places: self.confirmed,
+            waiting_list_places: self.waiting_list_places,
+            waiting_list_booked: self.waiting,
+            full: self.is_full(),
+            seq: self.version,
+        }
+    }
+
+    /// Re-evaluates the thresholds: returns those newly crossed upwards (to notify) and re-arms
+    /// those the fill level dropped below.
+    fn crossed_thresholds(&mut self, thresholds: &[u8]) -> Vec<u8> {
+        let mut crossed = Vec::new();
+        for &t in thresholds {
+            // Integer comparison of confirmed/places >= t/100, exact and without division.
+            let reached = u64::from(self.confirmed) * 100 >= u64::from(t) * u64::from(self.places);
+            if reached && self.places > 0 {
+                if self.notified.insert(t) {
+                    crossed.push(t);
+                }
+            } else {
+                self.notified.remove(&t);
+            }
+        }
+        crossed
+    }
+}
+
+/// The fill level of an event, as pushed to subscribers. `seq` grows with every change, so that
+/// a subscriber can drop stale updates and detect gaps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FillLevel {
+    /// The event.
+    pub event_id: EventId,
+    /// Confirmed places.
+    pub places: u32,
+    /// Confirmed bookings.
+    pub booked_places: u32,
+    /// Waiting-list places.
+    pub waiting_list_places: u32,
+    /// Waiting-list bookings.
+    pub waiting_list_booked: u32,
+    /// No more bookings accepted.
+    pub full: bool,
+    /// The event's version after the change.
+    pub seq: u64,
+}
+
+/// A booking as answered to callers and pushed to agents.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BookingView {
+    /// Identifier.
+    pub id: BookingId,
+    /// Event.
+    pub event_id: EventId,
+    /// Agenda.
+    pub agenda_id: AgendaId,
+    /// Owner.
+    pub account_id: AccountId,
+    /// Current status.
+    pub status: BookingStatus,
+    /// When it was made.
+    pub created_at: Timestamp,
+}
+
+/// A new booking to store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BookingCreated {
+    /// The booking.
+    pub view: BookingView,
+    /// Who made it (the owner, or an agent on their behalf).
+    pub booked_by: AccountId,
+}
+
+/// A status change of an existing booking, to store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BookingStatusChanged {
+    /// The booking, with its new status.
+    pub view: BookingView,
+    /// When.
+    pub at: Timestamp,
+}
+
+/// What a batch of commands changed: written to the store in one transaction, then published.
+#[derive(Debug, Default)]
+pub struct Effects {
+    /// Events whose counters changed, with the version the change was based on.
+    pub touched: BTreeMap<EventId, u64>,
+    /// New bookings.
+    pub created: Vec<BookingCreated>,
+    /// Status changes (cancellations, promotions).
+    pub changed: Vec<BookingStatusChanged>,
+    /// Notifications to queue in the outbox.
+    pub mails: Vec<OutgoingMail>,
+}
+
+impl Effects {
+    /// Nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.touched.is_empty() && self.created.is_empty() && self.changed.is_empty()
+    }
+}
+
+/// A booking request.
+#[derive(Debug, Clone)]
+pub struct BookRequest {
+    /// The events, all booked or none.
+    pub event_ids: Vec<EventId>,
+    /// Whose bookings they are.
+    pub account_id: AccountId,
+    /// Who asks (the owner, or an agent).
+    pub booked_by: AccountId,
+    /// Agents may book events before their publication.
+    pub may_see_unpublished: bool,
+}
+
+/// Errors of agendas and bookings.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AgendaError {
+    /// Input breaks a rule.
+    #[error("{0}")]
+    Invalid(String),
+    /// No agenda with this id or slug.
+    #[error("agenda not found")]
+    AgendaNotFound,
+    /// No event with this id (or not visible to the caller).
+    #[error("event {0} not found")]
+    EventNotFound(EventId),
+    /// No active booking with this id.
+    #[error("booking not found")]
+    BookingNotFound,
+    /// The event has started.
+    #[error("event {0} has already started")]
+    EventStarted(EventId),
+    /// The account already holds an active booking of that event.
+    #[error("already booked for event {0}")]
+    AlreadyBooked(EventId),
+    /// The slug is taken.
+    #[error("an agenda with slug {0:?} exists already")]
+    SlugTaken(String),
+    /// Neither a place nor a waiting-list place is left.
+    #[error("event {0} is full")]
+    Full(EventId),
+    /// The agenda's actor or the store is out of reach.
+    #[error("agenda service unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl HasErrorCode for AgendaError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            AgendaError::Invalid(_) => ErrorCode::BadUserInput,
+            AgendaError::AgendaNotFound
+            | AgendaError::EventNotFound(_)
+            | AgendaError::BookingNotFound => ErrorCode::NotFound,
+            AgendaError::EventStarted(_) => ErrorCode::BadUserInput,
+            AgendaError::AlreadyBooked(_) | AgendaError::SlugTaken(_) => ErrorCode::Conflict,
+            AgendaError::Full(_) => ErrorCode::Full,
+            AgendaError::Unavailable(_) => ErrorCode::Unavailable,
+        }
+    }
+}
+
+/// The agendas and events an actor works on.
+#[derive(Debug, Default, Clone)]
+pub struct Ledger {
+    /// Agenda settings by id.
+    pub agendas: HashMap<AgendaId, AgendaSettings>,
+    /// Events by id.
+    pub events: HashMap<EventId, EventState>,
+    /// Which event each active booking belongs to.
+    pub booking_index: HashMap<BookingId, EventId>,
+}
+
+impl Ledger {
+    /// Adds or replaces an event, keeping the booking index right.
+    pub fn put_event(&mut self, event: EventState) {
+        if let Some(old) = self.events.get(&event.id) {
+            for id in old.bookings.keys() {
+                self.booking_index.remove(id);
+            }
+        }
+        for id in event.bookings.keys() {
+            self.booking_index.insert(*id, event.id);
+        }
+        self.events.insert(event.id, event);
+    }
+
+    /// Removes an event (handing it back to its owner), keeping the index right.
+    pub fn drop_event(&mut self, id: EventId) {
+        if let Some(old) = self.events.remove(&id) {
+            for b in old.bookings.keys() {
+                self.booking_index.remove(b);
+            }
+        }
+    }
+
+    /// A copy-on-write view for applying a batch.
+    pub fn working(&self) -> Working<'_> {
+        Working { base: self, changed: HashMap::new(), effects: Effects::default() }
+    }
+}
+
+/// A batch being applied: the base ledger plus the events changed so far.
+#[derive(Debug)]
+pub struct Working<'a> {
+    base: &'a Ledger,
+    changed: HashMap<EventId, EventState>,
+    effects: Effects,
+}
+
+impl<'a> Working<'a> {
+    fn event(&self, id: EventId) -> Option<&EventState> {
+        self.changed.get(&id).or_else(|| self.base.events.get(&id))
+    }
+
+    fn event_mut(&mut self, id: EventId) -> Option<&mut EventState> {
+        if !self.changed.contains_key(&id) {
+            let copy = self.base.events.get(&id)?.clone();
+            self.effects.touched.entry(id).or_insert(copy.version);
+            self.changed.insert(id, copy);
+        }
+        self.changed.get_mut(&id)
+    }
+
+    fn event_of_booking(&self, booking: BookingId) -> Option<EventId> {
+        // A booking made earlier in this batch is not in the base index yet.
+        if let Some(id) = self.base.booking_index.get(&booking) {
+            return Some(*id);
+        }
+        self.changed.values().find(|e| e.bookings.contains_key(&booking)).map(|e| e.id)
+    }
+
+    /// Books every event of the request, or none: returns the new bookings in request order.
+    pub fn book(
+        &mut self,
+        req: &BookRequest,
+        now: Timestamp,
+        mut new_id: impl FnMut() -> BookingId,
+    ) -> Result<Vec<BookingView>, AgendaError> {
+        if req.event_ids.is_empty() {
+            return Err(AgendaError::Invalid("eventIds cannot be empty".into()));
+        }
+        let mut seen = BTreeSet::new();
+        let mut plan = Vec::with_capacity(req.event_ids.len());
+        // Check every event first, so that a refusal leaves nothing half done.
+        for &id in &req.event_ids {
+            if !seen.insert(id) {
+                return Err(AgendaError::Invalid(format!("event {id} is listed twice")));
+            }
+            let event = self.event(id).ok_or(AgendaError::EventNotFound(id))?;
+            if !event.is_published(now) && !req.may_see_unpublished {
+                return Err(AgendaError::EventNotFound(id));
+            }
+            if event.starts_at <= now {
+                return Err(AgendaError::EventStarted(id));
+            }
+            if event.bookings.values().any(|b| b.account_id == req.account_id) {
+                return Err(AgendaError::AlreadyBooked(id));
+            }
+            let status = if event.confirmed < event.places {
+                BookingStatus::Confirmed
+            } else if event.waiting < event.waiting_list_places {
+                BookingStatus::WaitingList
+            } else {
+                return Err(AgendaError::Full(id));
+            };
+            plan.push((id, status));
+        }
+        let mut views = Vec::with_capacity(plan.len());
+        for (id, status) in plan {
+            let booking = ActiveBooking {
+                id: new_id(),
+                account_id: req.account_id,
+                status,
+                created_at: now,
+            };
+            let event = self.event_mut(id).ok_or(AgendaError::EventNotFound(id))?;
+            match status {
+                BookingStatus::Confirmed => event.confirmed += 1,
+                _ => {
+                    event.waiting += 1;
+                    event.waiting_queue.push_back(booking.id);
+                }
+            }
+            event.bookings.insert(booking.id, booking.clone());
+            let view = BookingView {
+                id: booking.id,
+                event_id: id,
+                agenda_id: event.agenda_id,
+                account_id: req.account_id,
+                status,
+                created_at: now,
+            };
+            self.effects.created.push(BookingCreated { view: view.clone(), booked_by: req.booked_by });
+            self.after_change(id, now);
+            views.push(view);
+        }
+        Ok(views)
+    }
+
+    /// Cancels an active booking; with automatic promotion, confirms the first waiting one.
+    /// Returns the cancelled booking and the promoted one, if any.
+    pub fn cancel(
+        &mut self,
+        booking: BookingId,
+        now: Timestamp,
+    ) -> Result<(BookingView, Option<BookingView>), AgendaError> {
+        let event_id = self.event_of_booking(booking).ok_or(AgendaError::BookingNotFound)?;
+        let auto_promote = self
+            .event(event_id)
+            .and_then(|e| self.base.agendas.get(&e.agenda_id))
+            .is_some_and(|a| a.auto_promote_waiting_list);
+        let event = self.event_mut(event_id).ok_or(AgendaError::BookingNotFound)?;
+        let removed = event.bookings.remove(&booking).ok_or(AgendaError::BookingNotFound)?;
+        let mut promoted = None;
+        match removed.status {
+            BookingStatus::Confirmed => {
+                event.confirmed = event.confirmed.saturating_sub(1);
+                if auto_promote && event.confirmed < event.places {
+                    while let Some(next) = event.waiting_queue.pop_front() {
+                        if let Some(b) = event.bookings.get_mut(&next) {
+                            b.status = BookingStatus::Confirmed;
+                            event.waiting = event.waiting.saturating_sub(1);
+                            event.confirmed += 1;
+                            promoted = Some(b.clone());
+                            break;
+                        }
+                    }
+                }
+            }
+            BookingStatus::WaitingList => {
+                event.waiting = event.waiting.saturating_sub(1);
+                event.waiting_queue.retain(|id| *id != booking);
+            }
+            BookingStatus::Cancelled => return Err(AgendaError::BookingNotFound),
+        }
+        let agenda_id = event.agenda_id;
+        let view = |b: &ActiveBooking, status| BookingView {
+            id: b.id,
+            event_id,
+            agenda_id,
+            account_id: b.account_id,
+            status,
+            created_at: b.created_at,
+        };
+        let cancelled = view(&removed, BookingStatus::Cancelled);
+        let promoted = promoted.map(|b| view(&b, BookingStatus::Confirmed));
+        self.effects.changed.push(BookingStatusChanged { view: cancelled.clone(), at: now });
+        if let Some(p) = &promoted {
+            self.effects.changed.push(BookingStatusChanged { view: p.clone(), at: now });
+        }
+        self.after_change(event_id, now);
+        Ok((cancelled, promoted))
+    }
+
+    /// Confirms the first waiting-list booking of an event by hand (an agent's decision).
+    pub fn promote_first(&mut self, event_id: EventId, now: Timestamp) -> Result<BookingView, AgendaError> {
+        let event = self.event_mut(event_id).ok_or(AgendaError::EventNotFound(event_id))?;
+        if event.confirmed >= event.places {
+            return Err(AgendaError::Full(event_id));
+        }
+        let agenda_id = event.agenda_id;
+        while let Some(next) = event.waiting_queue.pop_front() {
+            if let Some(b) = event.bookings.get_mut(&next) {
+                b.status = BookingStatus::Confirmed;
+                event.waiting = event.waiting.saturating_sub(1);
+                event.confirmed += 1;
+                let view = BookingView {
+                    id: b.id,
+                    event_id,
+                    agenda_id,
+                    account_id: b.account_id,
+                    status: BookingStatus::Confirmed,
+                    created_at: b.created_at,
+                };
+                self.effects.changed.push(BookingStatusChanged { view: view.clone(), at: now });
+                self.after_change(event_id, now);
+                return Ok(view);
+            }
+        }
+        Err(AgendaError::BookingNotFound)
+    }
+
+    /// Bumps the version once per batch and queues threshold notifications.
+    fn after_change(&mut self, event_id: EventId, now: Timestamp) {
+        let Some(base_version) = self.effects.touched.get(&event_id).copied() else { return };
+        let Some(event) = self.changed.get(&event_id) else { return };
+        let Some(agenda) = self.base.agendas.get(&event.agenda_id) else { return };
+        let notifications = agenda.fill_notifications.clone();
+        let agenda_label = agenda.label.clone();
+        let Some(event) = self.changed.get_mut(&event_id) else { return };
+        event.version = base_version + 1;
+        for t in event.crossed_thresholds(&notifications.thresholds) {
+            self.effects.mails.push(fill_mail(event, &agenda_label, t, &notifications.emails, now));
+        }
+    }
+
+    /// Ends the batch: the changed events (to make current once stored) and what to store.
+    pub fn finish(self) -> (Vec<EventState>, Effects) {
+        (self.changed.into_values().collect(), self.effects)
+    }
+}
+
+fn fill_mail(
+    event: &EventState,
+    agenda_label: &str,
+    threshold: u8,
+    to: &[String],
+    now: Timestamp,
+) -> OutgoingMail {
+    let subject = if threshold >= 100 {
+        format!("[Guichet] Full: {}", event.label)
+    } else {
+        format!("[Guichet] {threshold}% booked: {}", event.label)
+    };
+    let body = format!(
+        "The event \"{label}\" of the agenda \"{agenda_label}\" has reached {threshold}% of its places.\n\n\
+         Starts: {starts}\n\
+         Confirmed: {confirmed} of {places}\n\
+         Waiting list: {waiting} of {wl}\n\
+         Event id: {id}\n",
+        label = event.label,
+        starts = human(event.starts_at),
+        confirmed = event.confirmed,
+        places = event.places,
+        waiting = event.waiting,
+        wl = event.waiting_list_places,
+        id = event.id,
+    );
+    OutgoingMail { id: MailId::new(), to: to.to_vec(), subject, body, created_at: now }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,221 @@
+//! Actor and store together, on an in-memory SurrealDB per test.
+
+use std::sync::Arc;
+
+use jiff::{SignedDuration, Timestamp};
+
+use super::model::{AgendaError, AgendaKind, BookRequest, BookingStatus, FillNotifications, NewAgenda, NewEvent};
+use crate::ids::{AccountId, AgendaId, EventId};
+use crate::session::SessionPolicy;
+use crate::store::Store;
+use crate::Services;
+
+fn run<F: std::future::Future<Output = ()>>(f: F) {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_stack_size(10 << 20)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f);
+}
+
+async fn world(store: Option<Store>) -> Services {
+    let store = match store {
+        Some(s) => s,
+        None => Store::open("mem://").await.unwrap(),
+    };
+    Services::start(store, SessionPolicy::default()).unwrap()
+}
+
+async fn agenda(s: &Services, slug: &str, thresholds: &[u8]) -> AgendaId {
+    s.agendas
+        .create_agenda(NewAgenda {
+            slug: slug.into(),
+            label: slug.into(),
+            kind: AgendaKind::Events,
+            fill_notifications: FillNotifications {
+                thresholds: thresholds.to_vec(),
+                emails: vec!["admin@ville.test".into()],
+            },
+            auto_promote_waiting_list: true,
+            services: vec![],
+        })
+        .await
+        .unwrap()
+        .id
+}
+
+async fn event(s: &Services, agenda: AgendaId, places: i64, waiting: i64) -> EventId {
+    s.agendas
+        .add_event(
+            agenda,
+            NewEvent {
+                label: "Concert".into(),
+                starts_at: Timestamp::now() + SignedDuration::from_hours(24),
+                ends_at: None,
+                places,
+                waiting_list_places: waiting,
+                description: String::new(),
+                url: None,
+                publication_at: None,
+            },
+        )
+        .await
+        .unwrap()
+        .id
+}
+
+fn request(events: &[EventId]) -> BookRequest {
+    let who = AccountId::new();
+    BookRequest { event_ids: events.to_vec(), account_id: who, booked_by: who, may_see_unpublished: false }
+}
+
+async fn book_concurrently(registries: &[Services], event: EventId, n: usize) -> Vec<Result<BookingStatus, AgendaError>> {
+    let tasks: Vec<_> = (0..n)
+        .map(|i| {
+            let agendas = registries[i % registries.len()].agendas.clone();
+            tokio::spawn(async move { agendas.book(request(&[event])).await.map(|v| v[0].status) })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for t in tasks {
+        results.push(t.await.unwrap());
+    }
+    results
+}
+
+fn tally(results: &[Result<BookingStatus, AgendaError>]) -> (usize, usize, usize) {
+    let confirmed = results.iter().filter(|r| **r == Ok(BookingStatus::Confirmed)).count();
+    let waiting = results.iter().filter(|r| **r == Ok(BookingStatus::WaitingList)).count();
+    let full = results.iter().filter(|r| matches!(r, Err(AgendaError::Full(_)))).count();
+    (confirmed, waiting, full)
+}
+
+#[test]
+fn concurrent_bookers_never_overbook_and_the_store_agrees() {
+    run(async {
+        let s = world(None).await;
+        let a = agenda(&s, "concerts", &[50, 100]).await;
+        let e = event(&s, a, 40, 10).await;
+        let results = book_concurrently(std::slice::from_ref(&s), e, 200).await;
+        assert_eq!(tally(&results), (40, 10, 150));
+        let stored = s.store.events(&[e]).await.unwrap().remove(0);
+        assert_eq!((stored.confirmed, stored.waiting, stored.bookings.len()), (40, 10, 50));
+        let outbox = s.store.outbox(10).await.unwrap();
+        assert_eq!(outbox.len(), 2, "one mail per threshold crossed");
+    });
+}
+
+#[test]
+fn two_processes_sharing_one_database_never_overbook() {
+    run(async {
+        let store = Store::open("mem://").await.unwrap();
+        let first = world(Some(store.clone())).await;
+        let second = world(Some(store.clone())).await;
+        let a = agenda(&first, "partage", &[]).await;
+        let e = event(&first, a, 25, 5).await;
+        let results = book_concurrently(&[first, second], e, 120).await;
+        let (confirmed, waiting, full) = tally(&results);
+        assert_eq!((confirmed, waiting), (25, 5), "{results:?}");
+        assert_eq!(full + confirmed + waiting, 120, "no request may fail otherwise: {results:?}");
+        let stored = store.events(&[e]).await.unwrap().remove(0);
+        assert_eq!((stored.confirmed, stored.waiting, stored.bookings.len()), (25, 5, 30));
+    });
+}
+
+#[test]
+fn a_multi_agenda_booking_is_all_or_nothing_and_every_actor_sees_it() {
+    run(async {
+        let s = world(None).await;
+        let (a1, a2) = (agenda(&s, "piscine", &[]).await, agenda(&s, "musee", &[]).await);
+        let open = event(&s, a1, 3, 0).await;
+        let full = event(&s, a2, 0, 0).await;
+        let other = event(&s, a2, 3, 0).await;
+        assert_eq!(s.agendas.book(request(&[open, full])).await, Err(AgendaError::Full(full)));
+        let stored = s.store.events(&[open]).await.unwrap().remove(0);
+        assert_eq!(stored.confirmed, 0, "nothing booked when one event is full");
+
+        let booked = s.agendas.book(request(&[open, other])).await.unwrap();
+        assert_eq!(booked.len(), 2);
+        // The second agenda's actor learns about the booking written by the first one.
+        let mut seen = 0;
+        for _ in 0..50 {
+            seen = s.agendas.agenda_of_event(other).await.unwrap().event(other, false).await.unwrap().fill.booked_places;
+            if seen == 1 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert_eq!(seen, 1);
+        // And its next booking is still exact.
+        let r = s.agendas.book(request(&[other])).await.unwrap();
+        assert_eq!(r[0].status, BookingStatus::Confirmed);
+        let stored = s.store.events(&[other]).await.unwrap().remove(0);
+        assert_eq!(stored.confirmed, 2);
+    });
+}
+
+#[test]
+fn cancellation_promotes_and_publishes_in_order() {
+    run(async {
+        let s = world(None).await;
+        let a = agenda(&s, "cinema", &[]).await;
+        let e = event(&s, a, 1, 1).await;
+        let mut levels = s.live.subscribe_fill_level(e);
+        let first = s.agendas.book(request(&[e])).await.unwrap().remove(0);
+        let second = s.agendas.book(request(&[e])).await.unwrap().remove(0);
+        assert_eq!(second.status, BookingStatus::WaitingList);
+        let booking = s.agendas.booking(first.id).await.unwrap();
+        let (cancelled, promoted) = s.agendas.cancel(&booking).await.unwrap();
+        assert_eq!(cancelled.status, BookingStatus::Cancelled);
+        assert_eq!(promoted.map(|p| p.id), Some(second.id));
+        let mut seqs = Vec::new();
+        while let Ok(level) = levels.try_recv() {
+            seqs.push((level.seq, level.booked_places, level.waiting_list_booked));
+        }
+        assert_eq!(seqs, vec![(1, 1, 0), (2, 1, 1), (3, 1, 0)]);
+        assert_eq!(s.agendas.booking(first.id).await.unwrap().status, BookingStatus::Cancelled);
+        assert_eq!(s.agendas.booking(second.id).await.unwrap().status, BookingStatus::Confirmed);
+        assert_eq!(s.agendas.cancel(&booking).await, Err(AgendaError::BookingNotFound));
+    });
+}
+
+#[test]
+fn duplicate_slugs_and_unknown_ids_are_refused() {
+    run(async {
+        let s = world(None).await;
+        agenda(&s, "unique", &[]).await;
+        let again = s
+            .agendas
+            .create_agenda(NewAgenda {
+                slug: "unique".into(),
+                label: "x".into(),
+                kind: AgendaKind::Events,
+                fill_notifications: FillNotifications::default(),
+                auto_promote_waiting_list: false,
+                services: vec![],
+            })
+            .await;
+        assert_eq!(again, Err(AgendaError::SlugTaken("unique".into())));
+        let ghost = EventId::new();
+        assert_eq!(s.agendas.book(request(&[ghost])).await, Err(AgendaError::EventNotFound(ghost)));
+        assert_eq!(s.agendas.get(AgendaId::new()).await.unwrap_err(), AgendaError::AgendaNotFound);
+        let _ = Arc::new(());
+    });
+}
+
+#[test]
+fn state_survives_a_restart_of_the_actors() {
+    run(async {
+        let store = Store::open("mem://").await.unwrap();
+        let s = world(Some(store.clone())).await;
+        let a = agenda(&s, "reprise", &[]).await;
+        let e = event(&s, a, 2, 0).await;
+        s.agendas.book(request(&[e])).await.unwrap();
+        s.runtime.shutdown();
+        let again = world(Some(store)).await;
+        let view = again.agendas.agenda_of_event(e).await.unwrap().event(e, true).await.unwrap();
+        assert_eq!((view.fill.booked_places, view.bookings.len(), view.fill.seq), (1, 1, 1));
+    });
+}

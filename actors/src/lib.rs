@@ -1,0 +1,68 @@
+//! Guichet's domain: the rules in plain Rust types, the actors that own live entities, and the
+//! store.
+//!
+//! - `agenda`: events agendas; `AgendaActor` owns each agenda and decides every booking.
+//! - `account`: registration and password checks.
+//! - `session`: bearer-token sessions; `UserSessionActor` owns each live session.
+//! - `access`: who may do what, decided in one function.
+//! - `mail`: the durable outbox and the mailer that drains it.
+//! - `live`: broadcast channels for subscriptions.
+//! - `store`: SurrealDB, and nothing else speaks to it.
+//! - `runtime`: the actix system and its arbiters.
+//!
+//! Invariant: every change of an agenda, its events or bookings goes through its actor, and is
+//! acknowledged only once durable; nothing outside this crate names an actix or SurrealDB type.
+
+pub mod access;
+pub mod account;
+pub mod agenda;
+pub mod error;
+pub mod ids;
+pub mod live;
+pub mod mail;
+pub mod metrics;
+pub mod runtime;
+pub mod session;
+pub mod store;
+pub mod time;
+
+use std::sync::Arc;
+
+pub use error::{ErrorCode, HasErrorCode};
+
+/// Everything the API needs, wired together once at start-up.
+#[derive(Debug, Clone)]
+pub struct Services {
+    /// The database.
+    pub store: store::Store,
+    /// Actor threads.
+    pub runtime: runtime::ActorRuntime,
+    /// Agendas and bookings.
+    pub agendas: agenda::AgendaRegistry,
+    /// Accounts.
+    pub accounts: account::Accounts,
+    /// Sessions.
+    pub sessions: session::Sessions,
+    /// Live updates.
+    pub live: live::LiveHub,
+    /// Wakes the mailer.
+    pub mail: mail::MailNotifier,
+    /// Actor figures for `/metrics`.
+    pub metrics: Arc<metrics::ActorMetrics>,
+}
+
+impl Services {
+    /// Starts the actor runtime over an open store.
+    pub fn start(store: store::Store, sessions: session::SessionPolicy) -> Result<Self, runtime::RuntimeError> {
+        // Two arbiters on two cores: one can decide while the other waits for a disk sync.
+        let runtime = runtime::ActorRuntime::start(2)?;
+        let live = live::LiveHub::default();
+        let mail = mail::MailNotifier::default();
+        let metrics = Arc::new(metrics::ActorMetrics::default());
+        let agendas =
+            agenda::AgendaRegistry::new(runtime.clone(), store.clone(), live.clone(), mail.clone(), metrics.clone());
+        let accounts = account::Accounts::new(store.clone());
+        let sessions = session::Sessions::new(runtime.clone(), store.clone(), sessions, metrics.clone());
+        Ok(Self { store, runtime, agendas, accounts, sessions, live, mail, metrics })
+    }
+}

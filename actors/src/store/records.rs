@@ -1,0 +1,263 @@
+//! Stored shapes. Kept apart from the domain types so that storage can evolve on its own; every
+//! instant is stored as microseconds since the epoch, every key as the record's plain id.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use super::{StoreError, parse_id};
+use crate::access::Roles;
+use crate::agenda::model::{
+    AgendaKind, AgendaSettings, BookingStatus, BookingView, EventState, FillNotifications,
+};
+use crate::ids::{AccountId, MailId};
+use crate::mail::{MailStatus, OutboxEntry, OutgoingMail};
+use crate::time::{from_micros, to_micros};
+
+/// An account as stored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AccountRecord {
+    /// Key.
+    pub id: String,
+    /// Normalised (trimmed, lower-case) email.
+    pub email: String,
+    /// Argon2id PHC string.
+    pub password_hash: String,
+    /// Given name.
+    pub first_name: String,
+    /// Family name.
+    pub last_name: String,
+    /// Administrator.
+    #[serde(default)]
+    pub admin: bool,
+    /// Agent roles.
+    #[serde(default)]
+    pub agent_roles: Vec<String>,
+    /// Creation instant.
+    pub created_us: i64,
+}
+
+impl AccountRecord {
+    /// The account's id.
+    pub fn account_id(&self) -> Result<AccountId, StoreError> {
+        parse_id(&self.id)
+    }
+
+    /// The account's roles.
+    pub fn roles(&self) -> Roles {
+        Roles { admin: self.admin, agent_roles: self.agent_roles.clone() }
+    }
+}
+
+/// A session as stored, under the SHA-256 of its token (the token itself is never stored).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SessionRecord {
+    /// Key: hex SHA-256 of the token.
+    pub id: String,
+    /// Owner.
+    pub account: String,
+    /// Creation instant.
+    pub created_us: i64,
+    /// Last activity (written lazily).
+    pub last_seen_us: i64,
+    /// Absolute expiry.
+    pub expires_us: i64,
+    /// Idle expiry, in seconds of inactivity.
+    pub idle_secs: i64,
+    /// Logged out or revoked.
+    #[serde(default)]
+    pub revoked: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct AgendaRecord {
+    id: String,
+    slug: String,
+    label: String,
+    kind: String,
+    thresholds: Vec<u8>,
+    emails: Vec<String>,
+    auto_promote: bool,
+    services: Vec<String>,
+    created_us: i64,
+}
+
+impl AgendaRecord {
+    pub(super) fn from_settings(a: &AgendaSettings, now: Timestamp) -> Self {
+        Self {
+            id: a.id.to_string(),
+            slug: a.slug.clone(),
+            label: a.label.clone(),
+            kind: a.kind.as_str().into(),
+            thresholds: a.fill_notifications.thresholds.clone(),
+            emails: a.fill_notifications.emails.clone(),
+            auto_promote: a.auto_promote_waiting_list,
+            services: a.services.clone(),
+            created_us: to_micros(now),
+        }
+    }
+
+    pub(super) fn into_settings(self) -> Result<AgendaSettings, StoreError> {
+        Ok(AgendaSettings {
+            id: parse_id(&self.id)?,
+            kind: AgendaKind::parse(&self.kind)
+                .ok_or_else(|| StoreError::Corrupt(format!("agenda kind {:?}", self.kind)))?,
+            slug: self.slug,
+            label: self.label,
+            fill_notifications: FillNotifications { thresholds: self.thresholds, emails: self.emails },
+            auto_promote_waiting_list: self.auto_promote,
+            services: self.services,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct EventRecord {
+    id: String,
+    agenda: String,
+    label: String,
+    description: String,
+    url: Option<String>,
+    starts_us: i64,
+    ends_us: Option<i64>,
+    publication_us: Option<i64>,
+    places: u32,
+    waiting_list_places: u32,
+    confirmed: u32,
+    waiting: u32,
+    notified: Vec<u8>,
+    version: u64,
+    created_us: i64,
+}
+
+impl EventRecord {
+    pub(super) fn from_state(e: &EventState, now: Timestamp) -> Self {
+        Self {
+            id: e.id.to_string(),
+            agenda: e.agenda_id.to_string(),
+            label: e.label.clone(),
+            description: e.description.clone(),
+            url: e.url.clone(),
+            starts_us: to_micros(e.starts_at),
+            ends_us: e.ends_at.map(to_micros),
+            publication_us: e.publication_at.map(to_micros),
+            places: e.places,
+            waiting_list_places: e.waiting_list_places,
+            confirmed: e.confirmed,
+            waiting: e.waiting,
+            notified: e.notified.iter().copied().collect(),
+            version: e.version,
+            created_us: to_micros(now),
+        }
+    }
+
+    pub(super) fn into_state(self) -> Result<EventState, StoreError> {
+        Ok(EventState {
+            id: parse_id(&self.id)?,
+            agenda_id: parse_id(&self.agenda)?,
+            label: self.label,
+            description: self.description,
+            url: self.url,
+            starts_at: from_micros(self.starts_us),
+            ends_at: self.ends_us.map(from_micros),
+            publication_at: self.publication_us.map(from_micros),
+            places: self.places,
+            waiting_list_places: self.waiting_list_places,
+            confirmed: self.confirmed,
+            waiting: self.waiting,
+            notified: self.notified.into_iter().collect::<BTreeSet<_>>(),
+            bookings: HashMap::new(),
+            waiting_queue: VecDeque::new(),
+            version: self.version,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct BookingRecord {
+    id: String,
+    event: String,
+    agenda: String,
+    account: String,
+    booked_by: String,
+    status: String,
+    created_us: i64,
+    updated_us: i64,
+}
+
+impl BookingRecord {
+    pub(super) fn created(v: &BookingView, booked_by: AccountId) -> Self {
+        Self {
+            id: v.id.to_string(),
+            event: v.event_id.to_string(),
+            agenda: v.agenda_id.to_string(),
+            account: v.account_id.to_string(),
+            booked_by: booked_by.to_string(),
+            status: v.status.as_str().into(),
+            created_us: to_micros(v.created_at),
+            updated_us: to_micros(v.created_at),
+        }
+    }
+
+    pub(super) fn into_view(self) -> Result<BookingView, StoreError> {
+        Ok(BookingView {
+            id: parse_id(&self.id)?,
+            event_id: parse_id(&self.event)?,
+            agenda_id: parse_id(&self.agenda)?,
+            account_id: parse_id(&self.account)?,
+            status: BookingStatus::parse(&self.status)
+                .ok_or_else(|| StoreError::Corrupt(format!("booking status {:?}", self.status)))?,
+            created_at: from_micros(self.created_us),
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct OutboxRecord {
+    id: String,
+    to: Vec<String>,
+    subject: String,
+    body: String,
+    status: String,
+    attempts: u32,
+    last_error: Option<String>,
+    next_attempt_us: i64,
+    sent_us: Option<i64>,
+    created_us: i64,
+}
+
+impl OutboxRecord {
+    pub(super) fn queued(m: &OutgoingMail, now: Timestamp) -> Self {
+        Self {
+            id: m.id.to_string(),
+            to: m.to.clone(),
+            subject: m.subject.clone(),
+            body: m.body.clone(),
+            status: MailStatus::Queued.as_str().into(),
+            attempts: 0,
+            last_error: None,
+            next_attempt_us: to_micros(now),
+            sent_us: None,
+            created_us: to_micros(m.created_at),
+        }
+    }
+
+    pub(super) fn into_entry(self) -> Result<OutboxEntry, StoreError> {
+        let id: MailId = parse_id(&self.id)?;
+        Ok(OutboxEntry {
+            mail: OutgoingMail {
+                id,
+                to: self.to,
+                subject: self.subject,
+                body: self.body,
+                created_at: from_micros(self.created_us),
+            },
+            status: MailStatus::parse(&self.status)
+                .ok_or_else(|| StoreError::Corrupt(format!("mail status {:?}", self.status)))?,
+            attempts: self.attempts,
+            last_error: self.last_error,
+            sent_at: self.sent_us.map(from_micros),
+        })
+    }
+}
