@@ -13,10 +13,10 @@ use super::messages::{
     AddEvent, BookEvents, CancelBooking, GetEvent, GetEvents, PromoteWaitingList,
 };
 use super::model::{
-    AgendaError, AgendaSettings, BookRequest, BookingStatus, BookingView, EventState, FillLevel,
+    AgendaError, AgendaSettings, BookRequest, BookingView, EventState, FillLevel,
     NewAgenda, NewEvent,
 };
-use crate::ids::{AccountId, AgendaId, BookingId, EventId};
+use crate::ids::{AgendaId, BookingId, EventId};
 use crate::live::LiveHub;
 use crate::mail::MailNotifier;
 use crate::metrics::ActorMetrics;
@@ -45,17 +45,27 @@ pub struct EventView {
     /// Counters.
     pub fill: FillLevel,
     /// Active bookings (only when asked for), oldest first.
-    pub bookings: Vec<(BookingId, AccountId, BookingStatus)>,
+    pub bookings: Vec<BookingView>,
 }
 
 impl EventView {
     pub(super) fn of(e: &EventState, with_bookings: bool) -> Self {
-        let mut bookings: Vec<_> = if with_bookings {
-            e.bookings.values().map(|b| (b.created_at, b.id, b.account_id, b.status)).collect()
+        let mut bookings: Vec<BookingView> = if with_bookings {
+            e.bookings
+                .values()
+                .map(|b| BookingView {
+                    id: b.id,
+                    event_id: e.id,
+                    agenda_id: e.agenda_id,
+                    account_id: b.account_id,
+                    status: b.status,
+                    created_at: b.created_at,
+                })
+                .collect()
         } else {
             Vec::new()
         };
-        bookings.sort_by_key(|(at, id, _, _)| (*at, *id));
+        bookings.sort_by_key(|b| (b.created_at, b.id));
         Self {
             id: e.id,
             agenda_id: e.agenda_id,
@@ -66,7 +76,7 @@ impl EventView {
             ends_at: e.ends_at,
             publication_at: e.publication_at,
             fill: e.fill_level(),
-            bookings: bookings.into_iter().map(|(_, id, who, status)| (id, who, status)).collect(),
+            bookings,
         }
     }
 

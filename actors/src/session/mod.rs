@@ -67,7 +67,8 @@ pub fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
-fn new_token() -> Result<String, SessionError> {
+/// A random 256-bit token, URL-safe base64 (session tokens, generated passwords).
+pub fn random_token() -> Result<String, SessionError> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).map_err(|_| SessionError::Unavailable)?;
     Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
@@ -279,7 +280,7 @@ impl Sessions {
 
     /// Opens a session for an account that just proved who it is.
     pub async fn open(&self, account: &AccountView) -> Result<NewSession, SessionError> {
-        let token = new_token()?;
+        let token = random_token()?;
         let now = Timestamp::now();
         let expires_at = now + self.policy.absolute;
         let record = SessionRecord {

@@ -156,6 +156,11 @@ impl Store {
         Ok(self.rows(query, vars).await?.into_iter().next())
     }
 
+    /// Checks that the database answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.write("RETURN 1", vec![]).await.map(drop)
+    }
+
     // ----- accounts -----
 
     /// Creates an account; `Duplicate` when the email is taken.

@@ -1,0 +1,217 @@
+//! Mutations.
+
+use actors::Services;
+use actors::access::{Action, Roles};
+use actors::account::NewAccount;
+use actors::agenda::model::{BookRequest, FillNotifications, NewAgenda, NewEvent};
+use actors::ids::{AccountId, AgendaId, BookingId, EventId};
+use async_graphql::{Context, ID, Object};
+
+use crate::context::Caller;
+use crate::error::{BadInput, GqlResultExt};
+use crate::query::parse_id;
+use crate::scalars::DateTime;
+use crate::types::{
+    Agenda, BookEventsInput, Booking, CreateAccountInput, CreateAgendaInput, CreateEventInput, Event,
+    LoginPayload, RegisterInput, RegisterPayload, User,
+};
+
+/// Mutations about accounts and sessions.
+#[derive(Default)]
+pub struct AccountMutation;
+
+#[Object]
+impl AccountMutation {
+    /// Opens a citizen account and signs it in.
+    async fn register(&self, ctx: &Context<'_>, input: RegisterInput) -> async_graphql::Result<RegisterPayload> {
+        let services = ctx.data::<Services>()?;
+        let account = services
+            .accounts
+            .register(
+                NewAccount {
+                    email: input.email,
+                    password: input.password,
+                    first_name: input.first_name,
+                    last_name: input.last_name,
+                },
+                Roles::citizen(),
+            )
+            .await
+            .gql()?;
+        let session = services.sessions.open(&account).await.gql()?;
+        Ok(RegisterPayload { token: session.token, expires_at: DateTime(session.expires_at), user: account.into() })
+    }
+
+    /// Signs in with email and password.
+    async fn login(&self, ctx: &Context<'_>, email: String, password: String) -> async_graphql::Result<LoginPayload> {
+        let services = ctx.data::<Services>()?;
+        let account = services.accounts.verify(&email, &password).await.gql()?;
+        let session = services.sessions.open(&account).await.gql()?;
+        Ok(LoginPayload { token: session.token, expires_at: DateTime(session.expires_at), user: account.into() })
+    }
+
+    /// Ends the caller's session; its subscriptions close.
+    async fn logout(&self, ctx: &Context<'_>) -> async_graphql::Result<bool> {
+        let services = ctx.data::<Services>()?;
+        let caller = ctx.data::<Caller>()?;
+        caller.account()?;
+        let token = caller.token.as_deref().unwrap_or_default();
+        services.sessions.revoke(token).await.gql()?;
+        Ok(true)
+    }
+
+    /// Creates an account with roles (administrators).
+    async fn create_account(&self, ctx: &Context<'_>, input: CreateAccountInput) -> async_graphql::Result<User> {
+        let services = ctx.data::<Services>()?;
+        ctx.data::<Caller>()?.may(Action::ManageAccounts)?;
+        let account = services
+            .accounts
+            .register(
+                NewAccount {
+                    email: input.email,
+                    password: input.password,
+                    first_name: input.first_name,
+                    last_name: input.last_name,
+                },
+                Roles { admin: input.is_admin, agent_roles: input.agent_roles },
+            )
+            .await
+            .gql()?;
+        Ok(account.into())
+    }
+
+    /// Replaces the roles of an account (administrators); effective from its next sign-in.
+    async fn set_account_roles(
+        &self,
+        ctx: &Context<'_>,
+        user_id: ID,
+        is_admin: bool,
+        agent_roles: Vec<String>,
+    ) -> async_graphql::Result<User> {
+        let services = ctx.data::<Services>()?;
+        ctx.data::<Caller>()?.may(Action::ManageAccounts)?;
+        let id: AccountId = parse_id(&user_id, "user")?;
+        Ok(services.accounts.set_roles(id, Roles { admin: is_admin, agent_roles }).await.gql()?.into())
+    }
+}
+
+/// Mutations about agendas and bookings.
+#[derive(Default)]
+pub struct AgendaMutation;
+
+#[Object]
+impl AgendaMutation {
+    /// Creates an agenda (administrators).
+    async fn create_agenda(&self, ctx: &Context<'_>, input: CreateAgendaInput) -> async_graphql::Result<Agenda> {
+        let services = ctx.data::<Services>()?;
+        ctx.data::<Caller>()?.may(Action::ManageAgendas)?;
+        let fill = match input.fill_notifications {
+            None => FillNotifications::default(),
+            Some(f) => FillNotifications {
+                thresholds: f
+                    .thresholds
+                    .iter()
+                    .map(|t| u8::try_from(*t).map_err(|_| BadInput("thresholds are percentages from 1 to 100".into())))
+                    .collect::<Result<_, _>>()
+                    .gql()?,
+                emails: f.emails,
+            },
+        };
+        let settings = services
+            .agendas
+            .create_agenda(NewAgenda {
+                slug: input.slug,
+                label: input.label,
+                kind: input.kind.into(),
+                fill_notifications: fill,
+                auto_promote_waiting_list: input.auto_promote_waiting_list,
+                services: input.services,
+            })
+            .await
+            .gql()?;
+        Ok(Agenda::from(&settings))
+    }
+
+    /// Adds an event to an agenda (administrators).
+    async fn create_event(&self, ctx: &Context<'_>, input: CreateEventInput) -> async_graphql::Result<Event> {
+        let services = ctx.data::<Services>()?;
+        ctx.data::<Caller>()?.may(Action::ManageAgendas)?;
+        let agenda: AgendaId = parse_id(&input.agenda_id, "agenda")?;
+        let view = services
+            .agendas
+            .add_event(
+                agenda,
+                NewEvent {
+                    label: input.label,
+                    starts_at: input.starts_at.0,
+                    ends_at: input.ends_at.map(|d| d.0),
+                    places: i64::from(input.places),
+                    waiting_list_places: i64::from(input.waiting_list_places),
+                    description: input.description,
+                    url: input.url,
+                    publication_at: input.publication_at.map(|d| d.0),
+                },
+            )
+            .await
+            .gql()?;
+        Ok(Event::from_view(view, true))
+    }
+
+    /// Books one or several events for the caller (or, for agents, for `userId`): all or none.
+    /// Each booking is confirmed while places remain, then put on the waiting list; when neither
+    /// is left the whole request fails with `FULL`.
+    async fn book_events(&self, ctx: &Context<'_>, input: BookEventsInput) -> async_graphql::Result<Vec<Booking>> {
+        let services = ctx.data::<Services>()?;
+        let caller = ctx.data::<Caller>()?;
+        let me = caller.account()?;
+        let owner = match &input.user_id {
+            Some(id) => parse_id::<AccountId>(id, "user")?,
+            None => me,
+        };
+        if input.event_ids.len() > 100 {
+            return Err(BadInput("at most 100 events per booking".into())).gql();
+        }
+        let event_ids: Vec<EventId> =
+            input.event_ids.iter().map(|id| parse_id(id, "event")).collect::<Result<_, _>>()?;
+        let groups = services.agendas.group_by_agenda(&event_ids).await.gql()?;
+        let mut may_see_unpublished = true;
+        for (handle, _) in groups.values() {
+            let agents = &handle.settings().services;
+            caller.may(Action::Book { agenda_services: agents, for_account: owner })?;
+            may_see_unpublished &= caller.may(Action::SeeBookings { agenda_services: agents }).is_ok();
+        }
+        if owner != me {
+            services.accounts.get(owner).await.gql()?;
+        }
+        let bookings = services
+            .agendas
+            .book(BookRequest { event_ids, account_id: owner, booked_by: me, may_see_unpublished })
+            .await
+            .gql()?;
+        Ok(bookings.iter().map(Booking::from).collect())
+    }
+
+    /// Cancels a booking (its owner, or an agent of its agenda). With automatic promotion, the
+    /// first waiting-list booking takes the freed place.
+    async fn cancel_booking(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Booking> {
+        let services = ctx.data::<Services>()?;
+        let caller = ctx.data::<Caller>()?;
+        caller.account()?;
+        let booking = services.agendas.booking(parse_id::<BookingId>(&id, "booking")?).await.gql()?;
+        let handle = services.agendas.get(booking.agenda_id).await.gql()?;
+        caller.may(Action::CancelBooking { agenda_services: &handle.settings().services, owner: booking.account_id })?;
+        let (cancelled, _) = services.agendas.cancel(&booking).await.gql()?;
+        Ok(Booking::from(&cancelled))
+    }
+
+    /// Confirms the first waiting-list booking of an event (agents of its agenda).
+    async fn promote_waiting_list(&self, ctx: &Context<'_>, event_id: ID) -> async_graphql::Result<Booking> {
+        let services = ctx.data::<Services>()?;
+        let caller = ctx.data::<Caller>()?;
+        caller.account()?;
+        let id: EventId = parse_id(&event_id, "event")?;
+        let handle = services.agendas.agenda_of_event(id).await.gql()?;
+        caller.may(Action::SeeBookings { agenda_services: &handle.settings().services })?;
+        Ok(Booking::from(&services.agendas.promote(id).await.gql()?))
+    }
+}

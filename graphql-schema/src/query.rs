@@ -1,0 +1,113 @@
+//! Queries.
+
+use std::str::FromStr;
+
+use actors::Services;
+use actors::access::Action;
+use actors::agenda::AgendaHandle;
+use actors::ids::{AgendaId, BookingId, EventId};
+use async_graphql::{Context, ID, Object};
+use jiff::Timestamp;
+
+use crate::context::Caller;
+use crate::error::{GqlResultExt, coded};
+use crate::types::{Agenda, Booking, Event, OutboxMail, User};
+
+/// Parses an opaque id; a malformed one names nothing, so it is `NOT_FOUND`.
+pub(crate) fn parse_id<T: FromStr>(id: &ID, what: &str) -> async_graphql::Result<T> {
+    id.parse::<T>().map_err(|_| coded(actors::ErrorCode::NotFound, format!("{what} {:?} not found", id.as_str())))
+}
+
+/// The events of an agenda the caller may see, by start.
+pub(crate) async fn visible_events(ctx: &Context<'_>, agenda_id: &ID) -> async_graphql::Result<Vec<Event>> {
+    let services = ctx.data::<Services>()?;
+    let caller = ctx.data::<Caller>()?;
+    let handle = services.agendas.get(parse_id::<AgendaId>(agenda_id, "agenda")?).await.gql()?;
+    let events = handle.events().await.gql()?;
+    let now = Timestamp::now();
+    let agents = handle.settings().services.clone();
+    Ok(events
+        .into_iter()
+        .filter(|e| caller.may(Action::SeeEvent { agenda_services: &agents, published: e.is_published(now) }).is_ok())
+        .map(|e| Event::from_view(e, false))
+        .collect())
+}
+
+/// Reads an event the caller may see, with its bookings when the caller may see those.
+pub(crate) async fn read_event(ctx: &Context<'_>, id: EventId) -> async_graphql::Result<(AgendaHandle, Event)> {
+    let services = ctx.data::<Services>()?;
+    let caller = ctx.data::<Caller>()?;
+    let handle = services.agendas.agenda_of_event(id).await.gql()?;
+    let agents = handle.settings().services.clone();
+    let with_bookings = caller.may(Action::SeeBookings { agenda_services: &agents }).is_ok();
+    let view = handle.event(id, with_bookings).await.gql()?;
+    caller.may(Action::SeeEvent { agenda_services: &agents, published: view.is_published(Timestamp::now()) })?;
+    Ok((handle, Event::from_view(view, with_bookings)))
+}
+
+/// Queries about accounts.
+#[derive(Default)]
+pub struct AccountQuery;
+
+#[Object]
+impl AccountQuery {
+    /// The signed-in user; null when anonymous.
+    async fn me(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<User>> {
+        let caller = ctx.data::<Caller>()?;
+        let Some(id) = caller.principal.account_id() else { return Ok(None) };
+        let services = ctx.data::<Services>()?;
+        Ok(Some(services.accounts.get(id).await.gql()?.into()))
+    }
+}
+
+/// Queries about agendas, events and bookings.
+#[derive(Default)]
+pub struct AgendaQuery;
+
+#[Object]
+impl AgendaQuery {
+    /// Every agenda, by label.
+    async fn agendas(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Agenda>> {
+        let services = ctx.data::<Services>()?;
+        Ok(services.agendas.agendas().await.gql()?.iter().map(Agenda::from).collect())
+    }
+
+    /// One agenda, by id or by slug.
+    async fn agenda(&self, ctx: &Context<'_>, id: Option<ID>, slug: Option<String>) -> async_graphql::Result<Agenda> {
+        let services = ctx.data::<Services>()?;
+        let handle = match (id, slug) {
+            (Some(id), None) => services.agendas.get(parse_id(&id, "agenda")?).await.gql()?,
+            (None, Some(slug)) => services.agendas.by_slug(&slug).await.gql()?,
+            _ => return Err(coded(actors::ErrorCode::BadUserInput, "give either id or slug")),
+        };
+        Ok(Agenda::from(handle.settings()))
+    }
+
+    /// One event. Citizens see it once published; agents of its agenda also see its bookings.
+    async fn event(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Event> {
+        Ok(read_event(ctx, parse_id(&id, "event")?).await?.1)
+    }
+
+    /// One booking: its owner and the agents of its agenda may read it.
+    async fn booking(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Booking> {
+        let services = ctx.data::<Services>()?;
+        let caller = ctx.data::<Caller>()?;
+        caller.account()?;
+        let booking = services.agendas.booking(parse_id::<BookingId>(&id, "booking")?).await.gql()?;
+        let handle = services.agendas.get(booking.agenda_id).await.gql()?;
+        caller.may(Action::CancelBooking { agenda_services: &handle.settings().services, owner: booking.account_id })?;
+        Ok(Booking::from(&booking))
+    }
+
+    /// The outgoing mail queue, newest first (administrators).
+    async fn outbox(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 50, validator(minimum = 1, maximum = 500))] limit: i32,
+    ) -> async_graphql::Result<Vec<OutboxMail>> {
+        let services = ctx.data::<Services>()?;
+        ctx.data::<Caller>()?.may(Action::SeeOutbox)?;
+        let limit = u32::try_from(limit).unwrap_or(50);
+        Ok(services.store.outbox(limit).await.gql()?.into_iter().map(OutboxMail::from).collect())
+    }
+}

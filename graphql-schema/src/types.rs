@@ -1,0 +1,463 @@
+//! GraphQL object and input types, converted from domain views. No domain type derives a
+//! GraphQL trait: this crate alone knows the wire format.
+
+use actors::account::AccountView;
+use actors::agenda::EventView;
+use actors::agenda::model::{AgendaKind, AgendaSettings, BookingStatus as DomainStatus, BookingView, FillLevel as DomainFill};
+use actors::mail::{MailStatus as DomainMailStatus, OutboxEntry};
+use async_graphql::{ComplexObject, Context, Enum, ID, InputObject, SimpleObject};
+
+use crate::context::Caller;
+use crate::scalars::DateTime;
+
+/// A signed-in account.
+#[derive(SimpleObject, Clone)]
+pub struct User {
+    /// Identifier.
+    pub id: ID,
+    /// Email, used to sign in.
+    pub email: String,
+    /// Given name.
+    pub first_name: String,
+    /// Family name.
+    pub last_name: String,
+    /// Administrators design agendas and manage accounts.
+    pub is_admin: bool,
+    /// Agent roles (one per service).
+    pub agent_roles: Vec<String>,
+}
+
+impl From<AccountView> for User {
+    fn from(a: AccountView) -> Self {
+        Self {
+            id: ID(a.id.to_string()),
+            email: a.email,
+            first_name: a.first_name,
+            last_name: a.last_name,
+            is_admin: a.roles.admin,
+            agent_roles: a.roles.agent_roles,
+        }
+    }
+}
+
+/// The answer to `login`.
+#[derive(SimpleObject)]
+pub struct LoginPayload {
+    /// Bearer token: send it as `Authorization: Bearer <token>`.
+    pub token: String,
+    /// When the session ends at the latest.
+    pub expires_at: DateTime,
+    /// Who signed in.
+    pub user: User,
+}
+
+/// The answer to `register`: the new account, signed in.
+#[derive(SimpleObject)]
+pub struct RegisterPayload {
+    /// Bearer token.
+    pub token: String,
+    /// When the session ends at the latest.
+    pub expires_at: DateTime,
+    /// The new account.
+    pub user: User,
+}
+
+/// Input of `register`.
+#[derive(InputObject)]
+pub struct RegisterInput {
+    /// Email, used to sign in.
+    pub email: String,
+    /// At least 8 characters.
+    pub password: String,
+    /// Given name.
+    pub first_name: String,
+    /// Family name.
+    pub last_name: String,
+}
+
+/// Input of `createAccount` (administrators create agents and other administrators).
+#[derive(InputObject)]
+pub struct CreateAccountInput {
+    /// Email.
+    pub email: String,
+    /// Initial password.
+    pub password: String,
+    /// Given name.
+    pub first_name: String,
+    /// Family name.
+    pub last_name: String,
+    /// Administrator.
+    #[graphql(default)]
+    pub is_admin: bool,
+    /// Agent roles, one per service.
+    #[graphql(default)]
+    pub agent_roles: Vec<String>,
+}
+
+/// Kinds of agenda.
+#[derive(Enum, Copy, Clone, Eq, PartialEq)]
+pub enum AgendaKindGql {
+    /// Events with a number of places.
+    #[graphql(name = "EVENTS")]
+    Events,
+}
+
+impl From<AgendaKind> for AgendaKindGql {
+    fn from(k: AgendaKind) -> Self {
+        match k {
+            AgendaKind::Events => AgendaKindGql::Events,
+        }
+    }
+}
+
+impl From<AgendaKindGql> for AgendaKind {
+    fn from(k: AgendaKindGql) -> Self {
+        match k {
+            AgendaKindGql::Events => AgendaKind::Events,
+        }
+    }
+}
+
+/// Who is mailed when events fill up.
+#[derive(InputObject, SimpleObject, Clone)]
+#[graphql(input_name = "FillNotificationsInput")]
+pub struct FillNotifications {
+    /// Fill levels in percent of the places (1 to 100); each crossing sends one email.
+    pub thresholds: Vec<i32>,
+    /// Recipients.
+    pub emails: Vec<String>,
+}
+
+/// Input of `createAgenda`.
+#[derive(InputObject)]
+pub struct CreateAgendaInput {
+    /// Unique short name: lower-case letters, digits and dashes.
+    pub slug: String,
+    /// Human name.
+    pub label: String,
+    /// Kind.
+    pub kind: AgendaKindGql,
+    /// Fill-level notifications to administrators.
+    pub fill_notifications: Option<FillNotifications>,
+    /// Confirm the first waiting-list booking when a place frees up (default true).
+    #[graphql(default = true)]
+    pub auto_promote_waiting_list: bool,
+    /// Services whose agents manage the agenda; empty means every agent.
+    #[graphql(default)]
+    pub services: Vec<String>,
+}
+
+/// An agenda.
+#[derive(SimpleObject)]
+#[graphql(complex)]
+pub struct Agenda {
+    /// Identifier.
+    pub id: ID,
+    /// Unique short name.
+    pub slug: String,
+    /// Human name.
+    pub label: String,
+    /// Kind.
+    pub kind: AgendaKindGql,
+    /// Automatic waiting-list promotion.
+    pub auto_promote_waiting_list: bool,
+    /// Services whose agents manage it.
+    pub services: Vec<String>,
+    #[graphql(skip)]
+    pub(crate) fill: actors::agenda::model::FillNotifications,
+}
+
+impl From<&AgendaSettings> for Agenda {
+    fn from(a: &AgendaSettings) -> Self {
+        Self {
+            id: ID(a.id.to_string()),
+            slug: a.slug.clone(),
+            label: a.label.clone(),
+            kind: a.kind.into(),
+            auto_promote_waiting_list: a.auto_promote_waiting_list,
+            services: a.services.clone(),
+            fill: a.fill_notifications.clone(),
+        }
+    }
+}
+
+#[ComplexObject]
+impl Agenda {
+    /// Fill-level notifications (administrators only; null for others).
+    async fn fill_notifications(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<FillNotifications>> {
+        let caller = ctx.data::<Caller>()?;
+        if !caller.principal.is_admin() {
+            return Ok(None);
+        }
+        Ok(Some(FillNotifications {
+            thresholds: self.fill.thresholds.iter().map(|t| i32::from(*t)).collect(),
+            emails: self.fill.emails.clone(),
+        }))
+    }
+
+    /// The agenda's events that the caller may see, by start.
+    async fn events(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Event>> {
+        crate::query::visible_events(ctx, &self.id).await
+    }
+}
+
+/// Input of `createEvent`.
+#[derive(InputObject)]
+pub struct CreateEventInput {
+    /// Agenda.
+    pub agenda_id: ID,
+    /// Human name.
+    pub label: String,
+    /// Start (RFC 3339 with offset).
+    pub starts_at: DateTime,
+    /// End.
+    pub ends_at: Option<DateTime>,
+    /// Confirmed places (0 or more).
+    pub places: i32,
+    /// Waiting-list places.
+    #[graphql(default = 0)]
+    pub waiting_list_places: i32,
+    /// Free text.
+    #[graphql(default)]
+    pub description: String,
+    /// Link to more information.
+    pub url: Option<String>,
+    /// Hidden from citizens before this instant.
+    pub publication_at: Option<DateTime>,
+}
+
+/// Booking states.
+#[derive(Enum, Copy, Clone, Eq, PartialEq)]
+pub enum BookingStatus {
+    /// Holds a place.
+    Confirmed,
+    /// Holds a waiting-list place.
+    WaitingList,
+    /// Cancelled.
+    Cancelled,
+}
+
+impl From<DomainStatus> for BookingStatus {
+    fn from(s: DomainStatus) -> Self {
+        match s {
+            DomainStatus::Confirmed => BookingStatus::Confirmed,
+            DomainStatus::WaitingList => BookingStatus::WaitingList,
+            DomainStatus::Cancelled => BookingStatus::Cancelled,
+        }
+    }
+}
+
+/// A booking of one place.
+#[derive(SimpleObject, Clone)]
+pub struct Booking {
+    /// Identifier.
+    pub id: ID,
+    /// Event.
+    pub event_id: ID,
+    /// Agenda.
+    pub agenda_id: ID,
+    /// Owner.
+    pub user_id: ID,
+    /// State.
+    pub status: BookingStatus,
+    /// When it was made.
+    pub created_at: DateTime,
+}
+
+impl From<&BookingView> for Booking {
+    fn from(b: &BookingView) -> Self {
+        Self {
+            id: ID(b.id.to_string()),
+            event_id: ID(b.event_id.to_string()),
+            agenda_id: ID(b.agenda_id.to_string()),
+            user_id: ID(b.account_id.to_string()),
+            status: b.status.into(),
+            created_at: DateTime(b.created_at),
+        }
+    }
+}
+
+/// Input of `bookEvents`.
+#[derive(InputObject)]
+pub struct BookEventsInput {
+    /// Events to book, all or none (they may belong to several agendas).
+    pub event_ids: Vec<ID>,
+    /// Book for this user instead of the caller (agents and administrators only).
+    pub user_id: Option<ID>,
+}
+
+/// A change of a booking, pushed to agents.
+#[derive(SimpleObject, Clone)]
+pub struct BookingUpdate {
+    /// The booking after the change.
+    pub booking: Booking,
+    /// The event's version after the change: grows with every change of the event.
+    pub seq: String,
+}
+
+/// The fill level of an event.
+#[derive(SimpleObject, Clone)]
+pub struct FillLevel {
+    /// Event.
+    pub event_id: ID,
+    /// Confirmed places.
+    pub places: i32,
+    /// Confirmed bookings.
+    pub booked_places: i32,
+    /// Waiting-list places.
+    pub waiting_list_places: i32,
+    /// Waiting-list bookings.
+    pub waiting_list_booked: i32,
+    /// No booking can be accepted any more, not even on the waiting list.
+    pub full: bool,
+    /// The event's version: grows with every change, so that clients can drop stale updates.
+    pub seq: String,
+}
+
+fn int(n: u32) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+impl From<DomainFill> for FillLevel {
+    fn from(f: DomainFill) -> Self {
+        Self {
+            event_id: ID(f.event_id.to_string()),
+            places: int(f.places),
+            booked_places: int(f.booked_places),
+            waiting_list_places: int(f.waiting_list_places),
+            waiting_list_booked: int(f.waiting_list_booked),
+            full: f.full,
+            seq: f.seq.to_string(),
+        }
+    }
+}
+
+/// An event.
+#[derive(SimpleObject)]
+#[graphql(complex)]
+pub struct Event {
+    /// Identifier.
+    pub id: ID,
+    /// Agenda.
+    pub agenda_id: ID,
+    /// Human name.
+    pub label: String,
+    /// Free text.
+    pub description: String,
+    /// Link.
+    pub url: Option<String>,
+    /// Start.
+    pub starts_at: DateTime,
+    /// End.
+    pub ends_at: Option<DateTime>,
+    /// Publication (citizens do not see the event before).
+    pub publication_at: Option<DateTime>,
+    /// Confirmed places.
+    pub places: i32,
+    /// Confirmed bookings.
+    pub booked_places: i32,
+    /// Waiting-list places.
+    pub waiting_list_places: i32,
+    /// Waiting-list bookings.
+    pub waiting_list_booked: i32,
+    /// No booking can be accepted any more.
+    pub full: bool,
+    #[graphql(skip)]
+    pub(crate) bookings: Option<Vec<Booking>>,
+}
+
+#[ComplexObject]
+impl Event {
+    /// Active bookings, oldest first (agents of the agenda and administrators only; null for
+    /// others).
+    async fn bookings(&self) -> Option<Vec<Booking>> {
+        self.bookings.clone()
+    }
+}
+
+impl Event {
+    /// Converts an event; `bookings` only for callers allowed to see them.
+    pub fn from_view(v: EventView, with_bookings: bool) -> Self {
+        let bookings = with_bookings.then(|| v.bookings.iter().map(Booking::from).collect());
+        let f = v.fill;
+        Self {
+            id: ID(v.id.to_string()),
+            agenda_id: ID(v.agenda_id.to_string()),
+            label: v.label,
+            description: v.description,
+            url: v.url,
+            starts_at: DateTime(v.starts_at),
+            ends_at: v.ends_at.map(DateTime),
+            publication_at: v.publication_at.map(DateTime),
+            places: int(f.places),
+            booked_places: int(f.booked_places),
+            waiting_list_places: int(f.waiting_list_places),
+            waiting_list_booked: int(f.waiting_list_booked),
+            full: f.full,
+            bookings,
+        }
+    }
+}
+
+/// Delivery states of outgoing mail.
+#[derive(Enum, Copy, Clone, Eq, PartialEq)]
+pub enum MailStatus {
+    /// Waiting for its next attempt.
+    Queued,
+    /// Accepted by the SMTP server.
+    Sent,
+    /// Given up.
+    Failed,
+    /// No SMTP server configured: kept here.
+    Held,
+}
+
+impl From<DomainMailStatus> for MailStatus {
+    fn from(s: DomainMailStatus) -> Self {
+        match s {
+            DomainMailStatus::Queued => MailStatus::Queued,
+            DomainMailStatus::Sent => MailStatus::Sent,
+            DomainMailStatus::Failed => MailStatus::Failed,
+            DomainMailStatus::Held => MailStatus::Held,
+        }
+    }
+}
+
+/// A mail of the outbox.
+#[derive(SimpleObject)]
+pub struct OutboxMail {
+    /// Identifier.
+    pub id: ID,
+    /// Recipients.
+    pub to: Vec<String>,
+    /// Subject.
+    pub subject: String,
+    /// Body.
+    pub body: String,
+    /// Delivery state.
+    pub status: MailStatus,
+    /// Attempts made.
+    pub attempts: i32,
+    /// Last failure.
+    pub last_error: Option<String>,
+    /// Queued at.
+    pub created_at: DateTime,
+    /// Sent at.
+    pub sent_at: Option<DateTime>,
+}
+
+impl From<OutboxEntry> for OutboxMail {
+    fn from(e: OutboxEntry) -> Self {
+        Self {
+            id: ID(e.mail.id.to_string()),
+            to: e.mail.to,
+            subject: e.mail.subject,
+            body: e.mail.body,
+            status: e.status.into(),
+            attempts: int(e.attempts),
+            last_error: e.last_error,
+            created_at: DateTime(e.mail.created_at),
+            sent_at: e.sent_at.map(DateTime),
+        }
+    }
+}

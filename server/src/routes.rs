@@ -1,0 +1,241 @@
+//! HTTP routes: GraphQL over HTTP (POST; GET for queries only), the websocket upgrade on the same
+//! path, GraphiQL for browsers, `/healthz` and `/metrics`.
+
+use std::time::Instant;
+
+use async_graphql::http::GraphiQLSource;
+use async_graphql::parser::types::OperationType;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Query, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use graphql_schema::Caller;
+use graphql_schema::error::ensure_code;
+use serde::Deserialize;
+
+use crate::guard::{self, GuardError};
+use crate::{AppState, ws};
+
+/// Largest request body accepted.
+pub const BODY_LIMIT: usize = 256 * 1024;
+
+/// The router of the whole server.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/graphql", get(graphql_get).post(graphql_post))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(state)
+}
+
+/// A JSON error response in the GraphQL shape, with a code.
+fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
+    let body = serde_json::json!({ "errors": [{ "message": message, "extensions": { "code": code } }] });
+    (status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body.to_string()).into_response()
+}
+
+fn bad_request(message: &str) -> Response {
+    error_response(StatusCode::BAD_REQUEST, "BAD_USER_INPUT", message)
+}
+
+/// Finds the caller of a request from its bearer token.
+async fn caller(state: &AppState, headers: &HeaderMap) -> Result<Caller, Response> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else { return Ok(Caller::anonymous()) };
+    let token = value.to_str().ok().and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
+    let Some(token) = token.map(str::trim) else {
+        return Err(error_response(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", "expected `Authorization: Bearer <token>`"));
+    };
+    match state.services.sessions.authenticate(token).await {
+        Ok((session, principal)) => Ok(Caller { principal, session: Some(session), token: Some(token.to_owned()) }),
+        Err(e) => {
+            let code = actors::HasErrorCode::code(&e);
+            let status = if code == actors::ErrorCode::Unauthenticated {
+                StatusCode::UNAUTHORIZED
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            Err(error_response(status, code.as_str(), &e.to_string()))
+        }
+    }
+}
+
+fn wants_graphql_response(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/graphql-response+json"))
+}
+
+/// Checks a request's text and variables, then parses it once to count aliases.
+fn check(query: &str, variables: &serde_json::Value) -> Result<Option<async_graphql::parser::types::ExecutableDocument>, GuardError> {
+    guard::check_query_text(query)?;
+    guard::check_variables(variables)?;
+    match async_graphql::parser::parse_query(query) {
+        Ok(doc) => {
+            guard::check_aliases(&doc)?;
+            Ok(Some(doc))
+        }
+        // Parse errors are reported by the executor, with their position.
+        Err(_) => Ok(None),
+    }
+}
+
+async fn execute(state: &AppState, headers: &HeaderMap, request: async_graphql::Request, caller: Caller) -> Response {
+    let started = Instant::now();
+    let operation = request.operation_name.clone();
+    let mut response = state.schema.execute(request.data(caller)).await;
+    // Parse and validation errors have no path and no code; the executor ran nothing.
+    let request_error = !response.errors.is_empty()
+        && response.errors.iter().all(|e| e.path.is_empty() && e.extensions.as_ref().is_none_or(|x| x.get("code").is_none()))
+        && matches!(response.data, async_graphql::Value::Null);
+    response.errors = response.errors.into_iter().map(ensure_code).collect();
+    let codes: Vec<String> = response
+        .errors
+        .iter()
+        .filter_map(|e| e.extensions.as_ref().and_then(|x| x.get("code")).map(|c| c.to_string().trim_matches('"').to_owned()))
+        .collect();
+    state.metrics.record(operation.as_deref(), started.elapsed(), &codes);
+    let status = if request_error { StatusCode::BAD_REQUEST } else { StatusCode::OK };
+    let content_type = if wants_graphql_response(headers) {
+        "application/graphql-response+json"
+    } else {
+        "application/json"
+    };
+    match serde_json::to_string(&response) {
+        Ok(body) => (status, [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))], body).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "response serialisation failed");
+            error_response(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_SERVER_ERROR", "internal error")
+        }
+    }
+}
+
+/// `POST /graphql` with an `application/json` body.
+async fn graphql_post(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let json_body = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    if !json_body {
+        return error_response(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "BAD_USER_INPUT",
+            "send GraphQL requests as application/json",
+        );
+    }
+    // serde_json stops at 128 levels of nesting, so this cannot overflow the stack.
+    let value: serde_json::Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return bad_request(&format!("malformed JSON body: {e}")),
+    };
+    let Some(object) = value.as_object() else {
+        return bad_request("the body must be one JSON object (batches are not supported)");
+    };
+    let Some(query) = object.get("query").and_then(|q| q.as_str()) else {
+        return bad_request("the body needs a `query` string");
+    };
+    let variables = object.get("variables").cloned().unwrap_or(serde_json::Value::Null);
+    if let Err(e) = check(query, &variables) {
+        return bad_request(&e.to_string());
+    }
+    let request: async_graphql::Request = match serde_json::from_value(value) {
+        Ok(r) => r,
+        Err(e) => return bad_request(&format!("malformed GraphQL request: {e}")),
+    };
+    let caller = match caller(&state, &headers).await {
+        Ok(c) => c,
+        Err(response) => return response,
+    };
+    execute(&state, &headers, request, caller).await
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct GetParams {
+    query: Option<String>,
+    operation_name: Option<String>,
+    variables: Option<String>,
+}
+
+/// `GET /graphql`: the websocket upgrade, GraphiQL for browsers, or a query in the URL.
+async fn graphql_get(State(state): State<AppState>, request: axum::extract::Request) -> Response {
+    let (mut parts, _) = request.into_parts();
+    let is_upgrade = parts
+        .headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    if is_upgrade {
+        return ws::upgrade(state, &mut parts).await;
+    }
+    let params = Query::<GetParams>::from_request_parts(&mut parts, &state).await;
+    let params = match params {
+        Ok(Query(p)) => p,
+        Err(_) => return bad_request("malformed query string"),
+    };
+    let Some(query) = params.query else {
+        let html = parts
+            .headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("text/html"));
+        if html {
+            return Html(GraphiQLSource::build().endpoint("/graphql").subscription_endpoint("/graphql").finish())
+                .into_response();
+        }
+        return bad_request("GET /graphql needs a `query` parameter");
+    };
+    let variables: serde_json::Value = match params.variables.as_deref().map(serde_json::from_str).transpose() {
+        Ok(v) => v.unwrap_or(serde_json::Value::Null),
+        Err(e) => return bad_request(&format!("malformed variables: {e}")),
+    };
+    let doc = match check(&query, &variables) {
+        Ok(doc) => doc,
+        Err(e) => return bad_request(&e.to_string()),
+    };
+    // Mutations change state: never over GET, which links and prefetchers can trigger.
+    let ty = doc.as_ref().and_then(|d| guard::operation_type(d, params.operation_name.as_deref()));
+    if matches!(ty, Some(OperationType::Mutation | OperationType::Subscription)) {
+        let mut response = error_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "BAD_USER_INPUT",
+            "only queries may be sent with GET; use POST",
+        );
+        response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
+        return response;
+    }
+    let mut request = async_graphql::Request::new(query);
+    if let Some(name) = params.operation_name {
+        request = request.operation_name(name);
+    }
+    request.variables = async_graphql::Variables::from_json(variables);
+    let caller = match caller(&state, &parts.headers).await {
+        Ok(c) => c,
+        Err(response) => return response,
+    };
+    execute(&state, &parts.headers, request, caller).await
+}
+
+/// 200 once the database answers.
+async fn healthz(State(state): State<AppState>) -> Response {
+    let ping = tokio::time::timeout(std::time::Duration::from_secs(2), state.services.store.ping()).await;
+    match ping {
+        Ok(Ok(())) if !state.is_shutting_down() => (StatusCode::OK, "ok\n").into_response(),
+        _ => (StatusCode::SERVICE_UNAVAILABLE, "unavailable\n").into_response(),
+    }
+}
+
+async fn metrics(State(state): State<AppState>, method: Method) -> Response {
+    if method != Method::GET {
+        return StatusCode::METHOD_NOT_ALLOWED.into_response();
+    }
+    (
+        [(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"))],
+        state.metrics.render(),
+    )
+        .into_response()
+}

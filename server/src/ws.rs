@@ -1,0 +1,230 @@
+//! The GraphQL websocket (graphql-transport-ws, and the legacy graphql-ws), written around
+//! async-graphql's protocol state machine so that we control what the stock handler does not:
+//! small buffers (about 16 KB per idle connection), a `connection_init` deadline (4408),
+//! duplicate subscription ids (4409), the same nesting limits as HTTP, the session's end, and
+//! a clean close on shutdown (1001).
+
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use async_graphql::Data;
+use async_graphql::http::{WebSocketProtocols, WsMessage};
+use axum::extract::FromRequestParts;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use futures_util::stream::{self, StreamExt};
+use futures_util::SinkExt;
+use graphql_schema::Caller;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::AppState;
+use crate::guard;
+
+/// Most subscriptions open at once on one connection.
+const MAX_SUBSCRIPTIONS: usize = 100;
+/// Largest incoming message.
+const MAX_MESSAGE: usize = 64 * 1024;
+
+/// Upgrades `GET /graphql` to a websocket.
+pub(crate) async fn upgrade(state: AppState, parts: &mut Parts) -> Response {
+    let protocol = parts
+        .headers
+        .get(axum::http::header::SEC_WEBSOCKET_PROTOCOL)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|list| list.split(',').find_map(|p| p.trim().parse::<WebSocketProtocols>().ok()));
+    let Some(protocol) = protocol else {
+        return (StatusCode::BAD_REQUEST, "Sec-WebSocket-Protocol must be graphql-transport-ws or graphql-ws")
+            .into_response();
+    };
+    let upgrade = match WebSocketUpgrade::from_request_parts(parts, &state).await {
+        Ok(u) => u,
+        Err(rejection) => return rejection.into_response(),
+    };
+    upgrade
+        .protocols([protocol.sec_websocket_protocol()])
+        .read_buffer_size(4096)
+        .write_buffer_size(0)
+        .max_write_buffer_size(1 << 20)
+        .max_message_size(MAX_MESSAGE)
+        .on_upgrade(move |socket| serve(socket, protocol, state))
+}
+
+/// Reads the bearer token of a `connection_init` payload: `{"Authorization": "Bearer <t>"}`,
+/// also accepted lower-case, under `headers`, or as `token`.
+fn token_of(payload: &serde_json::Value) -> Option<String> {
+    let candidates = [
+        payload.get("Authorization"),
+        payload.get("authorization"),
+        payload.get("headers").and_then(|h| h.get("Authorization").or_else(|| h.get("authorization"))),
+        payload.get("token"),
+    ];
+    let raw = candidates.into_iter().flatten().find_map(|v| v.as_str())?;
+    let raw = raw.trim();
+    Some(raw.strip_prefix("Bearer ").or_else(|| raw.strip_prefix("bearer ")).unwrap_or(raw).trim().to_owned())
+}
+
+enum Inspection {
+    Forward,
+    Reply(String),
+    Close(u16, String),
+}
+
+fn error_message(protocol: WebSocketProtocols, id: &str, message: &str) -> String {
+    let error = serde_json::json!({ "message": message, "extensions": { "code": "BAD_USER_INPUT" } });
+    let payload = match protocol {
+        WebSocketProtocols::GraphQLWS => serde_json::json!([error]),
+        WebSocketProtocols::SubscriptionsTransportWS => error,
+    };
+    serde_json::json!({ "id": id, "type": "error", "payload": payload }).to_string()
+}
+
+/// Checks a client message before async-graphql sees it.
+fn inspect(text: &str, protocol: WebSocketProtocols, active: &mut HashSet<String>) -> Inspection {
+    // serde_json stops at 128 levels; async-graphql closes with 1002 on what does not decode.
+    let Ok(message) = serde_json::from_str::<serde_json::Value>(text) else { return Inspection::Forward };
+    let kind = message.get("type").and_then(|t| t.as_str()).unwrap_or_default();
+    let id = message.get("id").and_then(|i| i.as_str()).unwrap_or_default().to_owned();
+    match kind {
+        "subscribe" | "start" => {
+            if active.contains(&id) {
+                return Inspection::Close(4409, format!("Subscriber for {id} already exists"));
+            }
+            if active.len() >= MAX_SUBSCRIPTIONS {
+                return Inspection::Close(4429, "Too many subscriptions".into());
+            }
+            let payload = message.get("payload");
+            let query = payload.and_then(|p| p.get("query")).and_then(|q| q.as_str()).unwrap_or_default();
+            let variables = payload.and_then(|p| p.get("variables")).cloned().unwrap_or_default();
+            let checked = guard::check_query_text(query).and_then(|()| guard::check_variables(&variables)).and_then(|()| {
+                match async_graphql::parser::parse_query(query) {
+                    Ok(doc) => guard::check_aliases(&doc),
+                    Err(_) => Ok(()),
+                }
+            });
+            if let Err(e) = checked {
+                return Inspection::Reply(error_message(protocol, &id, &e.to_string()));
+            }
+            active.insert(id);
+            Inspection::Forward
+        }
+        "complete" | "stop" => {
+            active.remove(&id);
+            Inspection::Forward
+        }
+        _ => Inspection::Forward,
+    }
+}
+
+fn close(code: u16, reason: &str) -> Message {
+    Message::Close(Some(CloseFrame { code, reason: reason.into() }))
+}
+
+async fn serve(socket: WebSocket, protocol: WebSocketProtocols, state: AppState) {
+    state.metrics.websockets.fetch_add(1, Ordering::Relaxed);
+    let (mut sink, mut incoming) = socket.split();
+    let (to_graphql, from_client) = mpsc::channel::<Vec<u8>>(32);
+    let input = Box::pin(stream::unfold(from_client, |mut rx| async move { rx.recv().await.map(|m| (m, rx)) }));
+    let (session_tx, mut session_rx) = oneshot::channel();
+    let services = state.services.clone();
+    let on_init = move |payload: serde_json::Value| async move {
+        let mut data = Data::default();
+        let caller = match token_of(&payload) {
+            None => Caller::anonymous(),
+            Some(token) => match services.sessions.authenticate(&token).await {
+                Ok((session, principal)) => {
+                    let _ = session_tx.send(session.clone());
+                    Caller { principal, session: Some(session), token: Some(token) }
+                }
+                Err(e) => return Err(async_graphql::Error::new(e.to_string())),
+            },
+        };
+        data.insert(caller);
+        Ok(data)
+    };
+    let output = async_graphql::http::WebSocket::new(state.schema.clone(), input, protocol).on_connection_init(on_init);
+    let mut output = Box::pin(output);
+    let init_deadline = tokio::time::sleep(Duration::from_secs(u64::from(state.ws_init_timeout_secs)));
+    tokio::pin!(init_deadline);
+    let mut session_ended: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> =
+        Box::pin(std::future::pending());
+    let mut shutdown = state.shutdown.clone();
+    let mut acked = false;
+    let mut session_known = false;
+    let mut active = HashSet::new();
+    loop {
+        tokio::select! {
+            incoming = incoming.next() => {
+                let text = match incoming {
+                    Some(Ok(Message::Text(t))) => t.to_string(),
+                    Some(Ok(Message::Binary(b))) => String::from_utf8_lossy(&b).into_owned(),
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                    _ => break,
+                };
+                match inspect(&text, protocol, &mut active) {
+                    Inspection::Forward => {
+                        if to_graphql.try_send(text.into_bytes()).is_err() {
+                            let _ = sink.send(close(4429, "Too many messages")).await;
+                            break;
+                        }
+                    }
+                    Inspection::Reply(reply) => {
+                        if sink.send(Message::Text(reply.into())).await.is_err() {
+                            break;
+                        }
+                    }
+                    Inspection::Close(code, reason) => {
+                        let _ = sink.send(close(code, &reason)).await;
+                        break;
+                    }
+                }
+            }
+            out = output.next() => {
+                match out {
+                    Some(WsMessage::Text(text)) => {
+                        if text.starts_with("{\"type\":\"connection_ack\"") {
+                            acked = true;
+                        } else if (text.starts_with("{\"type\":\"complete\"") || text.starts_with("{\"type\":\"error\""))
+                            && let Ok(v) = serde_json::from_str::<serde_json::Value>(&text)
+                            && let Some(id) = v.get("id").and_then(|i| i.as_str())
+                        {
+                            active.remove(id);
+                        }
+                        if sink.send(Message::Text(text.into())).await.is_err() {
+                            break;
+                        }
+                    }
+                    Some(WsMessage::Close(code, reason)) => {
+                        // A refused `connection_init` is Forbidden in graphql-transport-ws.
+                        let code = if !acked && code == 1002 { 4403 } else { code };
+                        let _ = sink.send(close(code, &reason)).await;
+                        break;
+                    }
+                    None => break,
+                }
+            }
+            () = &mut init_deadline, if !acked => {
+                let _ = sink.send(close(4408, "Connection initialisation timeout")).await;
+                break;
+            }
+            session = &mut session_rx, if !session_known => {
+                session_known = true;
+                if let Ok(session) = session {
+                    session_ended = Box::pin(async move { session.closed().await });
+                }
+            }
+            () = &mut session_ended => {
+                let _ = sink.send(close(4401, "Unauthorized: the session has ended")).await;
+                break;
+            }
+            _ = shutdown.changed() => {
+                let _ = sink.send(close(1001, "Server shutting down")).await;
+                break;
+            }
+        }
+    }
+    let _ = sink.close().await;
+    state.metrics.websockets.fetch_sub(1, Ordering::Relaxed);
+}
