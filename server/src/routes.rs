@@ -83,9 +83,27 @@ fn check(query: &str, variables: &serde_json::Value) -> Result<Option<async_grap
     }
 }
 
-async fn execute(state: &AppState, headers: &HeaderMap, request: async_graphql::Request, caller: Caller) -> Response {
+/// The name an operation is counted under: the requested one, or the document's only one.
+fn operation_name(request_name: Option<&str>, doc: Option<&async_graphql::parser::types::ExecutableDocument>) -> Option<String> {
+    if let Some(name) = request_name {
+        return Some(name.to_owned());
+    }
+    let doc = doc?;
+    let mut names = doc.operations.iter().map(|(name, _)| name);
+    match (names.next(), names.next()) {
+        (Some(only), None) => only.map(|n| n.to_string()),
+        _ => None,
+    }
+}
+
+async fn execute(
+    state: &AppState,
+    headers: &HeaderMap,
+    request: async_graphql::Request,
+    caller: Caller,
+    operation: Option<String>,
+) -> Response {
     let started = Instant::now();
-    let operation = request.operation_name.clone();
     let mut response = state.schema.execute(request.data(caller)).await;
     // Parse and validation errors have no path and no code; the executor ran nothing.
     let request_error = !response.errors.is_empty()
@@ -139,9 +157,11 @@ async fn graphql_post(State(state): State<AppState>, headers: HeaderMap, body: B
         return bad_request("the body needs a `query` string");
     };
     let variables = object.get("variables").cloned().unwrap_or(serde_json::Value::Null);
-    if let Err(e) = check(query, &variables) {
-        return bad_request(&e.to_string());
-    }
+    let doc = match check(query, &variables) {
+        Ok(doc) => doc,
+        Err(e) => return bad_request(&e.to_string()),
+    };
+    let operation = operation_name(object.get("operationName").and_then(|n| n.as_str()), doc.as_ref());
     let request: async_graphql::Request = match serde_json::from_value(value) {
         Ok(r) => r,
         Err(e) => return bad_request(&format!("malformed GraphQL request: {e}")),
@@ -150,7 +170,7 @@ async fn graphql_post(State(state): State<AppState>, headers: HeaderMap, body: B
         Ok(c) => c,
         Err(response) => return response,
     };
-    execute(&state, &headers, request, caller).await
+    execute(&state, &headers, request, caller, operation).await
 }
 
 #[derive(Deserialize)]
@@ -208,6 +228,7 @@ async fn graphql_get(State(state): State<AppState>, request: axum::extract::Requ
         response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
         return response;
     }
+    let operation = operation_name(params.operation_name.as_deref(), doc.as_ref());
     let mut request = async_graphql::Request::new(query);
     if let Some(name) = params.operation_name {
         request = request.operation_name(name);
@@ -217,7 +238,7 @@ async fn graphql_get(State(state): State<AppState>, request: axum::extract::Requ
         Ok(c) => c,
         Err(response) => return response,
     };
-    execute(&state, &parts.headers, request, caller).await
+    execute(&state, &parts.headers, request, caller, operation).await
 }
 
 /// 200 once the database answers.

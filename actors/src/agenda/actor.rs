@@ -15,7 +15,7 @@ use tokio::sync::oneshot;
 
 use super::handle::{EventView, Peers};
 use super::messages::{
-    AddEvent, BookEvents, CancelBooking, GetEvent, GetEvents, PromoteWaitingList, RefreshEvents,
+    AddEvent, AdoptEvents, BookEvents, CancelBooking, GetEvent, GetEvents, PromoteWaitingList,
 };
 use super::model::{
     AgendaError, AgendaSettings, BookRequest, BookingView, Effects, EventState, Ledger,
@@ -199,7 +199,7 @@ impl AgendaActor {
         effects: Effects,
         ctx: &mut Context<Self>,
     ) {
-        let mut foreign: HashMap<AgendaId, Vec<EventId>> = HashMap::new();
+        let mut foreign: HashMap<AgendaId, Vec<EventState>> = HashMap::new();
         let mut seqs = HashMap::new();
         for event in changed {
             self.live.publish_fill_level(event.fill_level());
@@ -207,7 +207,7 @@ impl AgendaActor {
             if event.agenda_id == self.agenda_id {
                 self.ledger.put_event(event);
             } else {
-                foreign.entry(event.agenda_id).or_default().push(event.id);
+                foreign.entry(event.agenda_id).or_default().push(event);
             }
         }
         let booking_views = effects.created.iter().map(|c| &c.view).chain(effects.changed.iter().map(|c| &c.view));
@@ -218,13 +218,14 @@ impl AgendaActor {
         if !effects.mails.is_empty() {
             self.mail.wake();
         }
-        self.answer(batch, outcomes);
-        self.forget_foreign_events();
-        for (agenda, ids) in foreign {
+        // Owners of foreign events hear of them before any caller does.
+        for (agenda, events) in foreign {
             if let Some(peer) = self.peers.get(agenda) {
-                peer.do_send(RefreshEvents(ids));
+                peer.do_send(AdoptEvents(events));
             }
         }
+        self.answer(batch, outcomes);
+        self.forget_foreign_events();
         self.flushing = false;
         self.flush(ctx);
     }
@@ -386,10 +387,15 @@ impl Handler<GetEvents> for AgendaActor {
     }
 }
 
-impl Handler<RefreshEvents> for AgendaActor {
+impl Handler<AdoptEvents> for AgendaActor {
     type Result = ();
 
-    fn handle(&mut self, msg: RefreshEvents, ctx: &mut Context<Self>) {
-        self.reload(msg.0, false, ctx);
+    fn handle(&mut self, msg: AdoptEvents, _: &mut Context<Self>) {
+        for event in msg.0 {
+            let newer = self.ledger.events.get(&event.id).is_none_or(|cur| event.version > cur.version);
+            if event.agenda_id == self.agenda_id && newer {
+                self.ledger.put_event(event);
+            }
+        }
     }
 }

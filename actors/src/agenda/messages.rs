@@ -3,7 +3,7 @@
 use actix::Message;
 
 use super::handle::EventView;
-use super::model::{AgendaError, BookRequest, BookingView, NewEvent};
+use super::model::{AgendaError, BookRequest, BookingView, EventState, NewEvent};
 use crate::ids::{BookingId, EventId};
 
 /// From the registry: book events (of this agenda, and possibly of others when this agenda
@@ -40,8 +40,9 @@ pub(super) struct GetEvent {
 #[rtype(result = "Vec<EventView>")]
 pub(super) struct GetEvents;
 
-/// From another agenda's actor after it wrote some of this agenda's events in a multi-agenda
-/// booking: reload them from the store.
+/// From another agenda's actor after it durably wrote some of this agenda's events in a
+/// multi-agenda booking: their new state, to adopt where newer than the cached one. Sent before
+/// that actor answers its caller, so any later read reaches this actor after it.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub(super) struct RefreshEvents(pub(super) Vec<EventId>);
+pub(super) struct AdoptEvents(pub(super) Vec<EventState>);

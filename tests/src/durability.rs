@@ -1,0 +1,89 @@
+//! Acknowledged writes survive a crash: the real binary, killed with SIGKILL, restarted on the
+//! same data folder.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use clients::GraphqlClient;
+use serde_json::json;
+
+use crate::support::*;
+
+struct Guichet {
+    child: Child,
+    base: String,
+}
+
+impl Guichet {
+    async fn start(dir: &TempDir) -> Self {
+        let port = free_port();
+        let child = Command::new(guichet_binary())
+            .arg("serve")
+            .env("GUICHET_LISTEN", format!("127.0.0.1:{port}"))
+            .env("GUICHET_DATA_DIR", &dir.0)
+            .env("GUICHET_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            .env_remove("GUICHET_DB")
+            .env_remove("GUICHET_SMTP_URL")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("guichet starts");
+        let base = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::new();
+        let url = format!("{base}/healthz");
+        let ready = eventually(Duration::from_secs(60), async || {
+            http.get(&url).send().await.is_ok_and(|r| r.status().is_success())
+        })
+        .await;
+        assert!(ready, "guichet did not become healthy");
+        Self { child, base }
+    }
+
+    fn kill_9(mut self) {
+        // SIGKILL: no shutdown code runs.
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+#[test]
+fn sigkill_after_acknowledgements_loses_no_booking() {
+    run(async {
+        let dir = TempDir::new("crash");
+        let first = Guichet::start(&dir).await;
+        let client = GraphqlClient::new(&first.base);
+        let admin = client.login(ADMIN_EMAIL, ADMIN_PASSWORD).await.unwrap();
+        let agenda = create_agenda(&admin, "crash", &[], &[]).await;
+        let event_id = create_event(&admin, &agenda, 30, 0).await;
+        let people = citizens(&client, 20, "crash").await;
+        let tasks: Vec<_> = people
+            .into_iter()
+            .map(|(c, _)| {
+                let id = event_id.clone();
+                tokio::spawn(async move { c.request(BOOK, json!({ "ids": [id] })).await.unwrap() })
+            })
+            .collect();
+        let mut acknowledged = Vec::new();
+        for t in tasks {
+            let r = t.await.unwrap();
+            assert!(r.is_ok(), "{}", r.body);
+            acknowledged.push(r.data()["bookEvents"][0]["id"].as_str().unwrap().to_owned());
+        }
+        first.kill_9();
+
+        let second = Guichet::start(&dir).await;
+        let admin = GraphqlClient::new(&second.base).login(ADMIN_EMAIL, ADMIN_PASSWORD).await.unwrap();
+        let after = event(&admin, &event_id).await;
+        assert_eq!(after["bookedPlaces"], 20);
+        let mut stored: Vec<String> =
+            after["bookings"].as_array().unwrap().iter().map(|b| b["id"].as_str().unwrap().to_owned()).collect();
+        stored.sort();
+        acknowledged.sort();
+        assert_eq!(stored, acknowledged);
+        // And it keeps working after recovery.
+        let (late, _) = citizens(&GraphqlClient::new(&second.base), 1, "after-crash").await.remove(0);
+        assert!(late.request(BOOK, json!({ "ids": [event_id] })).await.unwrap().is_ok());
+        second.kill_9();
+    });
+}
