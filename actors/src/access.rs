@@ -195,7 +195,8 @@ mod tests {
     fn citizens_book_for_themselves_only() {
         let me = citizen();
         let services = vec!["sport".to_owned()];
-        let mine = Action::Book { agenda_services: &services, for_account: me.account_id().unwrap() };
+        let mine =
+            Action::Book { agenda_services: &services, for_account: me.account_id().unwrap() };
         let other = Action::Book { agenda_services: &services, for_account: AccountId::new() };
         assert_eq!(authorize(&me, mine), Ok(()));
         assert_eq!(authorize(&me, other), Err(AccessError::Forbidden));

@@ -53,16 +53,25 @@ pub struct Services {
 
 impl Services {
     /// Starts the actor runtime over an open store.
-    pub fn start(store: store::Store, sessions: session::SessionPolicy) -> Result<Self, runtime::RuntimeError> {
+    pub fn start(
+        store: store::Store,
+        sessions: session::SessionPolicy,
+    ) -> Result<Self, runtime::RuntimeError> {
         // Two arbiters on two cores: one can decide while the other waits for a disk sync.
         let runtime = runtime::ActorRuntime::start(2)?;
         let live = live::LiveHub::default();
         let mail = mail::MailNotifier::default();
         let metrics = Arc::new(metrics::ActorMetrics::default());
-        let agendas =
-            agenda::AgendaRegistry::new(runtime.clone(), store.clone(), live.clone(), mail.clone(), metrics.clone());
+        let agendas = agenda::AgendaRegistry::new(
+            runtime.clone(),
+            store.clone(),
+            live.clone(),
+            mail.clone(),
+            metrics.clone(),
+        );
         let accounts = account::Accounts::new(store.clone());
-        let sessions = session::Sessions::new(runtime.clone(), store.clone(), sessions, metrics.clone());
+        let sessions =
+            session::Sessions::new(runtime.clone(), store.clone(), sessions, metrics.clone());
         Ok(Self { store, runtime, agendas, accounts, sessions, live, mail, metrics })
     }
 }

@@ -58,7 +58,10 @@ impl ActorRuntime {
                         (arbiter, handle)
                     })
                     .collect();
-                let _ = tx.send((System::current(), handles.iter().map(|(_, h)| h.clone()).collect::<Vec<_>>()));
+                let _ = tx.send((
+                    System::current(),
+                    handles.iter().map(|(_, h)| h.clone()).collect::<Vec<_>>(),
+                ));
                 system.run().ok();
                 drop(handles);
             })

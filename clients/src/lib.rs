@@ -9,11 +9,11 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 /// Errors of the client.
@@ -55,7 +55,8 @@ impl Response {
 
     /// True when the response has no error.
     pub fn is_ok(&self) -> bool {
-        self.status == 200 && self.body.get("errors").is_none_or(|e| e.as_array().is_some_and(|a| a.is_empty()))
+        self.status == 200
+            && self.body.get("errors").is_none_or(|e| e.as_array().is_some_and(|a| a.is_empty()))
     }
 }
 
@@ -111,14 +112,22 @@ impl GraphqlClient {
     }
 
     /// Registers a citizen and returns a client signed in as them, with their id.
-    pub async fn register(&self, email: &str, password: &str, first: &str, last: &str) -> Result<(Self, String), ClientError> {
+    pub async fn register(
+        &self,
+        email: &str,
+        password: &str,
+        first: &str,
+        last: &str,
+    ) -> Result<(Self, String), ClientError> {
         let r = self
             .request(
                 "mutation($input: RegisterInput!) { register(input: $input) { token user { id } } }",
                 json!({ "input": { "email": email, "password": password, "firstName": first, "lastName": last } }),
             )
             .await?;
-        let token = r.data()["register"]["token"].as_str().ok_or_else(|| ClientError::Protocol(format!("register: {}", r.body)))?;
+        let token = r.data()["register"]["token"]
+            .as_str()
+            .ok_or_else(|| ClientError::Protocol(format!("register: {}", r.body)))?;
         let id = r.data()["register"]["user"]["id"].as_str().unwrap_or_default().to_owned();
         Ok((self.with_token(token), id))
     }
@@ -131,7 +140,9 @@ impl GraphqlClient {
                 json!({ "e": email, "p": password }),
             )
             .await?;
-        let token = r.data()["login"]["token"].as_str().ok_or_else(|| ClientError::Protocol(format!("login: {}", r.body)))?;
+        let token = r.data()["login"]["token"]
+            .as_str()
+            .ok_or_else(|| ClientError::Protocol(format!("login: {}", r.body)))?;
         Ok(self.with_token(token))
     }
 }
@@ -174,15 +185,22 @@ impl WsClient {
     pub async fn open(base: &str, protocol: WsProtocol) -> Result<Self, ClientError> {
         let url = format!("{}/graphql", base.trim_end_matches('/').replacen("http", "ws", 1));
         let mut request = url.into_client_request()?;
-        request.headers_mut().insert("Sec-WebSocket-Protocol", HeaderValue::from_static(protocol.header()));
+        request
+            .headers_mut()
+            .insert("Sec-WebSocket-Protocol", HeaderValue::from_static(protocol.header()));
         // Small buffers: the load tool opens thousands of these.
         let config = WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0);
-        let (socket, _) = tokio_tungstenite::connect_async_with_config(request, Some(config), false).await?;
+        let (socket, _) =
+            tokio_tungstenite::connect_async_with_config(request, Some(config), false).await?;
         Ok(Self { socket, protocol })
     }
 
     /// Opens a websocket and completes `connection_init` with an optional bearer token.
-    pub async fn connect(base: &str, protocol: WsProtocol, token: Option<&str>) -> Result<Self, ClientError> {
+    pub async fn connect(
+        base: &str,
+        protocol: WsProtocol,
+        token: Option<&str>,
+    ) -> Result<Self, ClientError> {
         let mut client = Self::open(base, protocol).await?;
         let payload = match token {
             Some(t) => json!({ "Authorization": format!("Bearer {t}") }),
@@ -202,7 +220,12 @@ impl WsClient {
     }
 
     /// Starts a subscription.
-    pub async fn subscribe(&mut self, id: &str, query: &str, variables: Value) -> Result<(), ClientError> {
+    pub async fn subscribe(
+        &mut self,
+        id: &str,
+        query: &str,
+        variables: Value,
+    ) -> Result<(), ClientError> {
         let kind = match self.protocol {
             WsProtocol::TransportWs => "subscribe",
             WsProtocol::LegacyGraphqlWs => "start",
@@ -213,10 +236,13 @@ impl WsClient {
     /// The next message or close, within `timeout`.
     pub async fn next(&mut self, timeout: Duration) -> Result<WsEvent, ClientError> {
         loop {
-            let frame = tokio::time::timeout(timeout, self.socket.next()).await.map_err(|_| ClientError::Timeout("a websocket message"))?;
+            let frame = tokio::time::timeout(timeout, self.socket.next())
+                .await
+                .map_err(|_| ClientError::Timeout("a websocket message"))?;
             match frame {
                 Some(Ok(Message::Text(t))) => {
-                    let v: Value = serde_json::from_str(&t).map_err(|e| ClientError::Protocol(e.to_string()))?;
+                    let v: Value = serde_json::from_str(&t)
+                        .map_err(|e| ClientError::Protocol(e.to_string()))?;
                     if v["type"] == "ping" {
                         self.send(json!({ "type": "pong" })).await?;
                         continue;
@@ -227,7 +253,9 @@ impl WsClient {
                     return Ok(WsEvent::Message(v));
                 }
                 Some(Ok(Message::Close(frame))) => {
-                    let (code, reason) = frame.map_or((1005, String::new()), |f| (u16::from(f.code), f.reason.to_string()));
+                    let (code, reason) = frame.map_or((1005, String::new()), |f| {
+                        (u16::from(f.code), f.reason.to_string())
+                    });
                     return Ok(WsEvent::Closed(code, reason));
                 }
                 Some(Ok(_)) => continue,
@@ -241,10 +269,14 @@ impl WsClient {
     pub async fn next_data(&mut self, id: &str, timeout: Duration) -> Result<Value, ClientError> {
         loop {
             match self.next(timeout).await? {
-                WsEvent::Message(m) if m["id"] == id && (m["type"] == "next" || m["type"] == "data") => {
+                WsEvent::Message(m)
+                    if m["id"] == id && (m["type"] == "next" || m["type"] == "data") =>
+                {
                     return Ok(m["payload"].clone());
                 }
-                WsEvent::Message(m) if m["id"] == id && (m["type"] == "error" || m["type"] == "complete") => {
+                WsEvent::Message(m)
+                    if m["id"] == id && (m["type"] == "error" || m["type"] == "complete") =>
+                {
                     return Err(ClientError::Protocol(format!("subscription {id} ended: {m}")));
                 }
                 WsEvent::Message(_) => continue,
@@ -258,7 +290,10 @@ impl WsClient {
     /// Closes the connection normally.
     pub async fn close(mut self) -> Result<(), ClientError> {
         self.socket
-            .close(Some(tokio_tungstenite::tungstenite::protocol::CloseFrame { code: CloseCode::Normal, reason: "".into() }))
+            .close(Some(tokio_tungstenite::tungstenite::protocol::CloseFrame {
+                code: CloseCode::Normal,
+                reason: "".into(),
+            }))
             .await?;
         Ok(())
     }

@@ -17,7 +17,7 @@ pub mod subscription;
 pub mod types;
 
 use actors::Services;
-use async_graphql::{MergedObject, MergedSubscription, Schema, SDLExportOptions};
+use async_graphql::{MergedObject, MergedSubscription, SDLExportOptions, Schema};
 
 pub use context::Caller;
 

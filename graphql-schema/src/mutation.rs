@@ -12,8 +12,8 @@ use crate::error::{BadInput, GqlResultExt};
 use crate::query::parse_id;
 use crate::scalars::DateTime;
 use crate::types::{
-    Agenda, BookEventsInput, Booking, CreateAccountInput, CreateAgendaInput, CreateEventInput, Event,
-    LoginPayload, RegisterInput, RegisterPayload, User,
+    Agenda, BookEventsInput, Booking, CreateAccountInput, CreateAgendaInput, CreateEventInput,
+    Event, LoginPayload, RegisterInput, RegisterPayload, User,
 };
 
 /// Mutations about accounts and sessions.
@@ -23,7 +23,11 @@ pub struct AccountMutation;
 #[Object]
 impl AccountMutation {
     /// Opens a citizen account and signs it in.
-    async fn register(&self, ctx: &Context<'_>, input: RegisterInput) -> async_graphql::Result<RegisterPayload> {
+    async fn register(
+        &self,
+        ctx: &Context<'_>,
+        input: RegisterInput,
+    ) -> async_graphql::Result<RegisterPayload> {
         let services = ctx.data::<Services>()?;
         let account = services
             .accounts
@@ -39,15 +43,28 @@ impl AccountMutation {
             .await
             .gql()?;
         let session = services.sessions.open(&account).await.gql()?;
-        Ok(RegisterPayload { token: session.token, expires_at: DateTime(session.expires_at), user: account.into() })
+        Ok(RegisterPayload {
+            token: session.token,
+            expires_at: DateTime(session.expires_at),
+            user: account.into(),
+        })
     }
 
     /// Signs in with email and password.
-    async fn login(&self, ctx: &Context<'_>, email: String, password: String) -> async_graphql::Result<LoginPayload> {
+    async fn login(
+        &self,
+        ctx: &Context<'_>,
+        email: String,
+        password: String,
+    ) -> async_graphql::Result<LoginPayload> {
         let services = ctx.data::<Services>()?;
         let account = services.accounts.verify(&email, &password).await.gql()?;
         let session = services.sessions.open(&account).await.gql()?;
-        Ok(LoginPayload { token: session.token, expires_at: DateTime(session.expires_at), user: account.into() })
+        Ok(LoginPayload {
+            token: session.token,
+            expires_at: DateTime(session.expires_at),
+            user: account.into(),
+        })
     }
 
     /// Ends the caller's session; its subscriptions close.
@@ -61,7 +78,11 @@ impl AccountMutation {
     }
 
     /// Creates an account with roles (administrators).
-    async fn create_account(&self, ctx: &Context<'_>, input: CreateAccountInput) -> async_graphql::Result<User> {
+    async fn create_account(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateAccountInput,
+    ) -> async_graphql::Result<User> {
         let services = ctx.data::<Services>()?;
         ctx.data::<Caller>()?.may(Action::ManageAccounts)?;
         let account = services
@@ -91,7 +112,12 @@ impl AccountMutation {
         let services = ctx.data::<Services>()?;
         ctx.data::<Caller>()?.may(Action::ManageAccounts)?;
         let id: AccountId = parse_id(&user_id, "user")?;
-        Ok(services.accounts.set_roles(id, Roles { admin: is_admin, agent_roles }).await.gql()?.into())
+        Ok(services
+            .accounts
+            .set_roles(id, Roles { admin: is_admin, agent_roles })
+            .await
+            .gql()?
+            .into())
     }
 }
 
@@ -102,7 +128,11 @@ pub struct AgendaMutation;
 #[Object]
 impl AgendaMutation {
     /// Creates an agenda (administrators).
-    async fn create_agenda(&self, ctx: &Context<'_>, input: CreateAgendaInput) -> async_graphql::Result<Agenda> {
+    async fn create_agenda(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateAgendaInput,
+    ) -> async_graphql::Result<Agenda> {
         let services = ctx.data::<Services>()?;
         ctx.data::<Caller>()?.may(Action::ManageAgendas)?;
         let fill = match input.fill_notifications {
@@ -111,7 +141,11 @@ impl AgendaMutation {
                 thresholds: f
                     .thresholds
                     .iter()
-                    .map(|t| u8::try_from(*t).map_err(|_| BadInput("thresholds are percentages from 1 to 100".into())))
+                    .map(|t| {
+                        u8::try_from(*t).map_err(|_| {
+                            BadInput("thresholds are percentages from 1 to 100".into())
+                        })
+                    })
                     .collect::<Result<_, _>>()
                     .gql()?,
                 emails: f.emails,
@@ -133,7 +167,11 @@ impl AgendaMutation {
     }
 
     /// Adds an event to an agenda (administrators).
-    async fn create_event(&self, ctx: &Context<'_>, input: CreateEventInput) -> async_graphql::Result<Event> {
+    async fn create_event(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateEventInput,
+    ) -> async_graphql::Result<Event> {
         let services = ctx.data::<Services>()?;
         ctx.data::<Caller>()?.may(Action::ManageAgendas)?;
         let agenda: AgendaId = parse_id(&input.agenda_id, "agenda")?;
@@ -160,7 +198,11 @@ impl AgendaMutation {
     /// Books one or several events for the caller (or, for agents, for `userId`): all or none.
     /// Each booking is confirmed while places remain, then put on the waiting list; when neither
     /// is left the whole request fails with `FULL`.
-    async fn book_events(&self, ctx: &Context<'_>, input: BookEventsInput) -> async_graphql::Result<Vec<Booking>> {
+    async fn book_events(
+        &self,
+        ctx: &Context<'_>,
+        input: BookEventsInput,
+    ) -> async_graphql::Result<Vec<Booking>> {
         let services = ctx.data::<Services>()?;
         let caller = ctx.data::<Caller>()?;
         let me = caller.account()?;
@@ -178,7 +220,8 @@ impl AgendaMutation {
         for (handle, _) in groups.values() {
             let agents = &handle.settings().services;
             caller.may(Action::Book { agenda_services: agents, for_account: owner })?;
-            may_see_unpublished &= caller.may(Action::SeeBookings { agenda_services: agents }).is_ok();
+            may_see_unpublished &=
+                caller.may(Action::SeeBookings { agenda_services: agents }).is_ok();
         }
         if owner != me {
             services.accounts.get(owner).await.gql()?;
@@ -197,15 +240,23 @@ impl AgendaMutation {
         let services = ctx.data::<Services>()?;
         let caller = ctx.data::<Caller>()?;
         caller.account()?;
-        let booking = services.agendas.booking(parse_id::<BookingId>(&id, "booking")?).await.gql()?;
+        let booking =
+            services.agendas.booking(parse_id::<BookingId>(&id, "booking")?).await.gql()?;
         let handle = services.agendas.get(booking.agenda_id).await.gql()?;
-        caller.may(Action::CancelBooking { agenda_services: &handle.settings().services, owner: booking.account_id })?;
+        caller.may(Action::CancelBooking {
+            agenda_services: &handle.settings().services,
+            owner: booking.account_id,
+        })?;
         let (cancelled, _) = services.agendas.cancel(&booking).await.gql()?;
         Ok(Booking::from(&cancelled))
     }
 
     /// Confirms the first waiting-list booking of an event (agents of its agenda).
-    async fn promote_waiting_list(&self, ctx: &Context<'_>, event_id: ID) -> async_graphql::Result<Booking> {
+    async fn promote_waiting_list(
+        &self,
+        ctx: &Context<'_>,
+        event_id: ID,
+    ) -> async_graphql::Result<Booking> {
         let services = ctx.data::<Services>()?;
         let caller = ctx.data::<Caller>()?;
         caller.account()?;

@@ -15,11 +15,16 @@ use crate::types::{Agenda, Booking, Event, OutboxMail, User};
 
 /// Parses an opaque id; a malformed one names nothing, so it is `NOT_FOUND`.
 pub(crate) fn parse_id<T: FromStr>(id: &ID, what: &str) -> async_graphql::Result<T> {
-    id.parse::<T>().map_err(|_| coded(actors::ErrorCode::NotFound, format!("{what} {:?} not found", id.as_str())))
+    id.parse::<T>().map_err(|_| {
+        coded(actors::ErrorCode::NotFound, format!("{what} {:?} not found", id.as_str()))
+    })
 }
 
 /// The events of an agenda the caller may see, by start.
-pub(crate) async fn visible_events(ctx: &Context<'_>, agenda_id: &ID) -> async_graphql::Result<Vec<Event>> {
+pub(crate) async fn visible_events(
+    ctx: &Context<'_>,
+    agenda_id: &ID,
+) -> async_graphql::Result<Vec<Event>> {
     let services = ctx.data::<Services>()?;
     let caller = ctx.data::<Caller>()?;
     let handle = services.agendas.get(parse_id::<AgendaId>(agenda_id, "agenda")?).await.gql()?;
@@ -28,20 +33,30 @@ pub(crate) async fn visible_events(ctx: &Context<'_>, agenda_id: &ID) -> async_g
     let agents = handle.settings().services.clone();
     Ok(events
         .into_iter()
-        .filter(|e| caller.may(Action::SeeEvent { agenda_services: &agents, published: e.is_published(now) }).is_ok())
+        .filter(|e| {
+            caller
+                .may(Action::SeeEvent { agenda_services: &agents, published: e.is_published(now) })
+                .is_ok()
+        })
         .map(|e| Event::from_view(e, false))
         .collect())
 }
 
 /// Reads an event the caller may see, with its bookings when the caller may see those.
-pub(crate) async fn read_event(ctx: &Context<'_>, id: EventId) -> async_graphql::Result<(AgendaHandle, Event)> {
+pub(crate) async fn read_event(
+    ctx: &Context<'_>,
+    id: EventId,
+) -> async_graphql::Result<(AgendaHandle, Event)> {
     let services = ctx.data::<Services>()?;
     let caller = ctx.data::<Caller>()?;
     let handle = services.agendas.agenda_of_event(id).await.gql()?;
     let agents = handle.settings().services.clone();
     let with_bookings = caller.may(Action::SeeBookings { agenda_services: &agents }).is_ok();
     let view = handle.event(id, with_bookings).await.gql()?;
-    caller.may(Action::SeeEvent { agenda_services: &agents, published: view.is_published(Timestamp::now()) })?;
+    caller.may(Action::SeeEvent {
+        agenda_services: &agents,
+        published: view.is_published(Timestamp::now()),
+    })?;
     Ok((handle, Event::from_view(view, with_bookings)))
 }
 
@@ -73,7 +88,12 @@ impl AgendaQuery {
     }
 
     /// One agenda, by id or by slug.
-    async fn agenda(&self, ctx: &Context<'_>, id: Option<ID>, slug: Option<String>) -> async_graphql::Result<Agenda> {
+    async fn agenda(
+        &self,
+        ctx: &Context<'_>,
+        id: Option<ID>,
+        slug: Option<String>,
+    ) -> async_graphql::Result<Agenda> {
         let services = ctx.data::<Services>()?;
         let handle = match (id, slug) {
             (Some(id), None) => services.agendas.get(parse_id(&id, "agenda")?).await.gql()?,
@@ -93,9 +113,13 @@ impl AgendaQuery {
         let services = ctx.data::<Services>()?;
         let caller = ctx.data::<Caller>()?;
         caller.account()?;
-        let booking = services.agendas.booking(parse_id::<BookingId>(&id, "booking")?).await.gql()?;
+        let booking =
+            services.agendas.booking(parse_id::<BookingId>(&id, "booking")?).await.gql()?;
         let handle = services.agendas.get(booking.agenda_id).await.gql()?;
-        caller.may(Action::CancelBooking { agenda_services: &handle.settings().services, owner: booking.account_id })?;
+        caller.may(Action::CancelBooking {
+            agenda_services: &handle.settings().services,
+            owner: booking.account_id,
+        })?;
         Ok(Booking::from(&booking))
     }
 

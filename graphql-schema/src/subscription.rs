@@ -15,6 +15,7 @@ use async_graphql::{Context, ID, Subscription};
 use futures_util::stream::{self, Stream, StreamExt};
 use jiff::Timestamp;
 use tokio::sync::broadcast::error::RecvError;
+use tokio_stream::wrappers::BroadcastStream;
 
 use crate::context::Caller;
 use crate::error::GqlResultExt;
@@ -131,20 +132,15 @@ impl AgendaSubscription {
         let agenda: AgendaId = parse_id(&agenda_id, "agenda")?;
         let handle = services.agendas.get(agenda).await.gql()?;
         caller.may(Action::SeeBookings { agenda_services: &handle.settings().services })?;
-        let rx = services.live.subscribe_bookings(agenda);
         let open = Open::new(services.metrics.clone(), caller.session.as_ref());
-        let changes = stream::unfold((rx, open), |(mut rx, open)| async move {
-            loop {
-                match rx.recv().await {
-                    Ok(change) => return Some((change, (rx, open))),
-                    // A lagging agent skips to the newest changes; the listing is re-read by
-                    // the client when `seq` jumps.
-                    Err(RecvError::Lagged(_)) => continue,
-                    Err(RecvError::Closed) => return None,
-                }
-            }
-        })
-        .map(|c| BookingUpdate { booking: Booking::from(&c.booking), seq: c.seq.to_string() });
+        // A lagging agent skips to the newest changes; the client re-reads the listing when
+        // `seq` jumps.
+        let changes = BroadcastStream::new(services.live.subscribe_bookings(agenda))
+            .filter_map(|change| std::future::ready(change.ok()))
+            .map(move |c| {
+                let _counted = &open;
+                BookingUpdate { booking: Booking::from(&c.booking), seq: c.seq.to_string() }
+            });
         Ok(until_session_ends(changes, caller.session.clone()))
     }
 }

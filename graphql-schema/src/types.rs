@@ -3,7 +3,9 @@
 
 use actors::account::AccountView;
 use actors::agenda::EventView;
-use actors::agenda::model::{AgendaKind, AgendaSettings, BookingStatus as DomainStatus, BookingView, FillLevel as DomainFill};
+use actors::agenda::model::{
+    AgendaKind, AgendaSettings, BookingStatus as DomainStatus, BookingView, FillLevel as DomainFill,
+};
 use actors::mail::{MailStatus as DomainMailStatus, OutboxEntry};
 use async_graphql::{ComplexObject, Context, Enum, ID, InputObject, SimpleObject};
 
@@ -184,7 +186,10 @@ impl From<&AgendaSettings> for Agenda {
 #[ComplexObject]
 impl Agenda {
     /// Fill-level notifications (administrators only; null for others).
-    async fn fill_notifications(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<FillNotifications>> {
+    async fn fill_notifications(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Option<FillNotifications>> {
         let caller = ctx.data::<Caller>()?;
         if !caller.principal.is_admin() {
             return Ok(None);

@@ -5,7 +5,9 @@
 use actors::Services;
 use actors::access::Roles;
 use actors::account::{AccountError, NewAccount};
-use actors::agenda::model::{AgendaError, AgendaKind, BookRequest, FillNotifications, NewAgenda, NewEvent};
+use actors::agenda::model::{
+    AgendaError, AgendaKind, BookRequest, FillNotifications, NewAgenda, NewEvent,
+};
 use anyhow::Context as _;
 use jiff::civil::{Date, Time};
 use jiff::{Timestamp, ToSpan};
@@ -55,7 +57,13 @@ const CITIZENS: &[(&str, &str, &str)] = &[
     ("lea.robert@demo.guichet.localhost", "Léa", "Robert"),
 ];
 
-async fn account(services: &Services, email: &str, first: &str, last: &str, roles: Roles) -> anyhow::Result<()> {
+async fn account(
+    services: &Services,
+    email: &str,
+    first: &str,
+    last: &str,
+    roles: Roles,
+) -> anyhow::Result<()> {
     let input = NewAccount {
         email: email.into(),
         password: DEMO_PASSWORD.into(),
@@ -70,17 +78,21 @@ async fn account(services: &Services, email: &str, first: &str, last: &str, role
 
 /// Loads the demo town.
 pub async fn load(services: &Services) -> anyhow::Result<()> {
-    account(services, "agent@demo.guichet.localhost", "Agnès", "Accueil", Roles {
-        admin: false,
-        agent_roles: vec!["sport".into(), "culture".into(), "sante".into()],
-    })
+    account(
+        services,
+        "agent@demo.guichet.localhost",
+        "Agnès",
+        "Accueil",
+        Roles { admin: false, agent_roles: vec!["sport".into(), "culture".into(), "sante".into()] },
+    )
     .await?;
     for (email, first, last) in CITIZENS {
         account(services, email, first, last, Roles::citizen()).await?;
     }
     let mut citizens = Vec::new();
     for (email, ..) in CITIZENS {
-        citizens.push(services.accounts.verify(email, DEMO_PASSWORD).await.context("demo citizen")?.id);
+        citizens
+            .push(services.accounts.verify(email, DEMO_PASSWORD).await.context("demo citizen")?.id);
     }
     let paris = actors::time::paris();
     let today: Date = Timestamp::now().to_zoned(paris.clone()).date();
@@ -107,7 +119,8 @@ pub async fn load(services: &Services) -> anyhow::Result<()> {
         };
         for (i, (label, days, hour, places, waiting)) in demo.events.iter().enumerate() {
             let day = today.checked_add(i64::from(*days).days()).context("demo date")?;
-            let starts_at = day.to_datetime(Time::new(*hour, 0, 0, 0)?).to_zoned(paris.clone())?.timestamp();
+            let starts_at =
+                day.to_datetime(Time::new(*hour, 0, 0, 0)?).to_zoned(paris.clone())?.timestamp();
             let event = services
                 .agendas
                 .add_event(

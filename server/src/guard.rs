@@ -93,20 +93,26 @@ pub fn check_aliases(doc: &ExecutableDocument) -> Result<(), GuardError> {
         set.items
             .iter()
             .map(|s| match &s.node {
-                Selection::Field(f) => usize::from(f.node.alias.is_some()) + count(&f.node.selection_set.node),
+                Selection::Field(f) => {
+                    usize::from(f.node.alias.is_some()) + count(&f.node.selection_set.node)
+                }
                 Selection::InlineFragment(f) => count(&f.node.selection_set.node),
                 Selection::FragmentSpread(_) => 0,
             })
             .sum()
     }
-    let operations: usize = doc.operations.iter().map(|(_, op)| count(&op.node.selection_set.node)).sum();
+    let operations: usize =
+        doc.operations.iter().map(|(_, op)| count(&op.node.selection_set.node)).sum();
     let fragments: usize = doc.fragments.values().map(|f| count(&f.node.selection_set.node)).sum();
     if operations + fragments > MAX_ALIASES { Err(GuardError::TooManyAliases) } else { Ok(()) }
 }
 
 /// The type of the operation a request will run (for GET, which may only run queries).
 pub fn operation_type(doc: &ExecutableDocument, name: Option<&str>) -> Option<OperationType> {
-    doc.operations.iter().find(|(n, _)| name.is_none() || n.map(|n| n.as_str()) == name).map(|(_, op)| op.node.ty)
+    doc.operations
+        .iter()
+        .find(|(n, _)| name.is_none() || n.map(|n| n.as_str()) == name)
+        .map(|(_, op)| op.node.ty)
 }
 
 #[cfg(test)]
@@ -123,7 +129,12 @@ mod tests {
 
     #[test]
     fn brackets_in_strings_and_comments_do_not_count() {
-        let q = format!("# {}\n{{ a(x: \"{}\") b(y: \"\"\"{}\"\"\") }}", "[".repeat(100), "{".repeat(100), "(".repeat(100));
+        let q = format!(
+            "# {}\n{{ a(x: \"{}\") b(y: \"\"\"{}\"\"\") }}",
+            "[".repeat(100),
+            "{".repeat(100),
+            "(".repeat(100)
+        );
         assert_eq!(check_query_text(&q), Ok(()));
         assert_eq!(check_query_text("{ me { id } }"), Ok(()));
     }
@@ -143,7 +154,8 @@ mod tests {
         let many: String = (0..31).map(|i| format!("a{i}: me {{ id }} ")).collect();
         let doc = async_graphql::parser::parse_query(format!("{{ {many} }}")).unwrap();
         assert_eq!(check_aliases(&doc), Err(GuardError::TooManyAliases));
-        let doc = async_graphql::parser::parse_query("mutation M { logout } query Q { me { id } }").unwrap();
+        let doc = async_graphql::parser::parse_query("mutation M { logout } query Q { me { id } }")
+            .unwrap();
         assert_eq!(operation_type(&doc, Some("M")), Some(OperationType::Mutation));
         assert_eq!(operation_type(&doc, Some("Q")), Some(OperationType::Query));
     }

@@ -71,7 +71,9 @@ impl App {
                 .with_context(|| format!("creating data folder {}", config.data_dir.display()))?;
         }
         let endpoint = config.db_endpoint();
-        let store = Store::open(&endpoint).await.with_context(|| format!("opening database {}", redact(&endpoint)))?;
+        let store = Store::open(&endpoint)
+            .await
+            .with_context(|| format!("opening database {}", redact(&endpoint)))?;
         let policy = SessionPolicy {
             idle: SignedDuration::from_secs(i64::from(config.session_idle_secs.max(1))),
             absolute: SignedDuration::from_secs(i64::from(config.session_max_secs.max(1))),
@@ -91,7 +93,13 @@ impl App {
         }
         let schema = graphql_schema::build_schema(services.clone());
         let metrics = Arc::new(metrics::Metrics::new(services.metrics.clone()));
-        let state = AppState { services, schema, metrics, shutdown, ws_init_timeout_secs: config.ws_init_timeout_secs };
+        let state = AppState {
+            services,
+            schema,
+            metrics,
+            shutdown,
+            ws_init_timeout_secs: config.ws_init_timeout_secs,
+        };
         Ok(Self { state, shutdown_tx, mailer })
     }
 
@@ -102,7 +110,11 @@ impl App {
 
     /// Serves on `listener` until `shutdown` resolves, then stops accepting, lets in-flight
     /// requests finish, closes websockets with 1001, stops the mailer and the actors.
-    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let router = routes::router(self.state.clone());
         let shutdown_tx = self.shutdown_tx.clone();
         let signal = async move {
@@ -110,7 +122,10 @@ impl App {
             tracing::info!("shutting down: no new connections, finishing requests");
             let _ = shutdown_tx.send(true);
         };
-        axum::serve(listener, router).with_graceful_shutdown(signal).await.context("serving HTTP")?;
+        axum::serve(listener, router)
+            .with_graceful_shutdown(signal)
+            .await
+            .context("serving HTTP")?;
         let _ = self.shutdown_tx.send(true);
         if tokio::time::timeout(std::time::Duration::from_secs(10), self.mailer).await.is_err() {
             tracing::warn!("mailer did not stop in time");
@@ -164,7 +179,9 @@ async fn ensure_admin(services: &Services, config: &Config) -> anyhow::Result<()
 /// Runs the server with `config` until SIGTERM or Ctrl-C.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let app = App::start(&config).await?;
-    let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
     tracing::info!(address = %listener.local_addr()?, "listening; GraphiQL at /graphql");
     app.serve(listener, shutdown_signal()).await
 }

@@ -15,7 +15,8 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Serve(config) => {
-            let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,surrealdb=warn,surrealkv=warn"));
+            let filter = EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| EnvFilter::new("info,surrealdb=warn,surrealkv=warn"));
             if config.log_json {
                 tracing_subscriber::fmt().json().with_env_filter(filter).init();
             } else {

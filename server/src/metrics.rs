@@ -64,17 +64,37 @@ impl Metrics {
         });
         registry.register("graphql_requests", "GraphQL operations executed", requests.clone());
         registry.register("graphql_errors", "GraphQL errors returned, by code", errors.clone());
-        registry.register("graphql_request_duration_seconds", "GraphQL operation latency", latency.clone());
+        registry.register(
+            "graphql_request_duration_seconds",
+            "GraphQL operation latency",
+            latency.clone(),
+        );
         let open_subscriptions = Gauge::default();
         let live_actors = Gauge::default();
         let live_sessions = Gauge::default();
         let queued_commands = Gauge::default();
         let websocket_gauge = Gauge::default();
-        registry.register("open_subscriptions", "Open GraphQL subscriptions", open_subscriptions.clone());
-        registry.register("live_actors", "Running actors (agendas and sessions)", live_actors.clone());
+        registry.register(
+            "open_subscriptions",
+            "Open GraphQL subscriptions",
+            open_subscriptions.clone(),
+        );
+        registry.register(
+            "live_actors",
+            "Running actors (agendas and sessions)",
+            live_actors.clone(),
+        );
         registry.register("live_sessions", "Running session actors", live_sessions.clone());
-        registry.register("agenda_mailbox_depth", "Agenda commands queued and not yet answered", queued_commands.clone());
-        registry.register("websocket_connections", "Open websocket connections", websocket_gauge.clone());
+        registry.register(
+            "agenda_mailbox_depth",
+            "Agenda commands queued and not yet answered",
+            queued_commands.clone(),
+        );
+        registry.register(
+            "websocket_connections",
+            "Open websocket connections",
+            websocket_gauge.clone(),
+        );
         Self {
             registry,
             requests,
@@ -114,7 +134,9 @@ impl Metrics {
         self.requests.get_or_create(&labels).inc();
         self.latency.get_or_create(&labels).observe(elapsed.as_secs_f64());
         for code in error_codes {
-            self.errors.get_or_create(&OperationError { operation: operation.clone(), code: code.clone() }).inc();
+            self.errors
+                .get_or_create(&OperationError { operation: operation.clone(), code: code.clone() })
+                .inc();
         }
     }
 

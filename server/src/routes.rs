@@ -33,8 +33,14 @@ pub fn router(state: AppState) -> Router {
 
 /// A JSON error response in the GraphQL shape, with a code.
 fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
-    let body = serde_json::json!({ "errors": [{ "message": message, "extensions": { "code": code } }] });
-    (status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body.to_string()).into_response()
+    let body =
+        serde_json::json!({ "errors": [{ "message": message, "extensions": { "code": code } }] });
+    (
+        status,
+        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 fn bad_request(message: &str) -> Response {
@@ -44,12 +50,21 @@ fn bad_request(message: &str) -> Response {
 /// Finds the caller of a request from its bearer token.
 async fn caller(state: &AppState, headers: &HeaderMap) -> Result<Caller, Response> {
     let Some(value) = headers.get(header::AUTHORIZATION) else { return Ok(Caller::anonymous()) };
-    let token = value.to_str().ok().and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
+    let token = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
     let Some(token) = token.map(str::trim) else {
-        return Err(error_response(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", "expected `Authorization: Bearer <token>`"));
+        return Err(error_response(
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHENTICATED",
+            "expected `Authorization: Bearer <token>`",
+        ));
     };
     match state.services.sessions.authenticate(token).await {
-        Ok((session, principal)) => Ok(Caller { principal, session: Some(session), token: Some(token.to_owned()) }),
+        Ok((session, principal)) => {
+            Ok(Caller { principal, session: Some(session), token: Some(token.to_owned()) })
+        }
         Err(e) => {
             let code = actors::HasErrorCode::code(&e);
             let status = if code == actors::ErrorCode::Unauthenticated {
@@ -70,7 +85,10 @@ fn wants_graphql_response(headers: &HeaderMap) -> bool {
 }
 
 /// Checks a request's text and variables, then parses it once to count aliases.
-fn check(query: &str, variables: &serde_json::Value) -> Result<Option<async_graphql::parser::types::ExecutableDocument>, GuardError> {
+fn check(
+    query: &str,
+    variables: &serde_json::Value,
+) -> Result<Option<async_graphql::parser::types::ExecutableDocument>, GuardError> {
     guard::check_query_text(query)?;
     guard::check_variables(variables)?;
     match async_graphql::parser::parse_query(query) {
@@ -84,7 +102,10 @@ fn check(query: &str, variables: &serde_json::Value) -> Result<Option<async_grap
 }
 
 /// The name an operation is counted under: the requested one, or the document's only one.
-fn operation_name(request_name: Option<&str>, doc: Option<&async_graphql::parser::types::ExecutableDocument>) -> Option<String> {
+fn operation_name(
+    request_name: Option<&str>,
+    doc: Option<&async_graphql::parser::types::ExecutableDocument>,
+) -> Option<String> {
     if let Some(name) = request_name {
         return Some(name.to_owned());
     }
@@ -107,13 +128,20 @@ async fn execute(
     let mut response = state.schema.execute(request.data(caller)).await;
     // Parse and validation errors have no path and no code; the executor ran nothing.
     let request_error = !response.errors.is_empty()
-        && response.errors.iter().all(|e| e.path.is_empty() && e.extensions.as_ref().is_none_or(|x| x.get("code").is_none()))
+        && response.errors.iter().all(|e| {
+            e.path.is_empty() && e.extensions.as_ref().is_none_or(|x| x.get("code").is_none())
+        })
         && matches!(response.data, async_graphql::Value::Null);
     response.errors = response.errors.into_iter().map(ensure_code).collect();
     let codes: Vec<String> = response
         .errors
         .iter()
-        .filter_map(|e| e.extensions.as_ref().and_then(|x| x.get("code")).map(|c| c.to_string().trim_matches('"').to_owned()))
+        .filter_map(|e| {
+            e.extensions
+                .as_ref()
+                .and_then(|x| x.get("code"))
+                .map(|c| c.to_string().trim_matches('"').to_owned())
+        })
         .collect();
     state.metrics.record(operation.as_deref(), started.elapsed(), &codes);
     let status = if request_error { StatusCode::BAD_REQUEST } else { StatusCode::OK };
@@ -123,10 +151,17 @@ async fn execute(
         "application/json"
     };
     match serde_json::to_string(&response) {
-        Ok(body) => (status, [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))], body).into_response(),
+        Ok(body) => {
+            (status, [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))], body)
+                .into_response()
+        }
         Err(e) => {
             tracing::error!(error = %e, "response serialisation failed");
-            error_response(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_SERVER_ERROR", "internal error")
+            error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "INTERNAL_SERVER_ERROR",
+                "internal error",
+            )
         }
     }
 }
@@ -161,7 +196,8 @@ async fn graphql_post(State(state): State<AppState>, headers: HeaderMap, body: B
         Ok(doc) => doc,
         Err(e) => return bad_request(&e.to_string()),
     };
-    let operation = operation_name(object.get("operationName").and_then(|n| n.as_str()), doc.as_ref());
+    let operation =
+        operation_name(object.get("operationName").and_then(|n| n.as_str()), doc.as_ref());
     let request: async_graphql::Request = match serde_json::from_value(value) {
         Ok(r) => r,
         Err(e) => return bad_request(&format!("malformed GraphQL request: {e}")),
@@ -204,15 +240,21 @@ async fn graphql_get(State(state): State<AppState>, request: axum::extract::Requ
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.contains("text/html"));
         if html {
-            return Html(GraphiQLSource::build().endpoint("/graphql").subscription_endpoint("/graphql").finish())
-                .into_response();
+            return Html(
+                GraphiQLSource::build()
+                    .endpoint("/graphql")
+                    .subscription_endpoint("/graphql")
+                    .finish(),
+            )
+            .into_response();
         }
         return bad_request("GET /graphql needs a `query` parameter");
     };
-    let variables: serde_json::Value = match params.variables.as_deref().map(serde_json::from_str).transpose() {
-        Ok(v) => v.unwrap_or(serde_json::Value::Null),
-        Err(e) => return bad_request(&format!("malformed variables: {e}")),
-    };
+    let variables: serde_json::Value =
+        match params.variables.as_deref().map(serde_json::from_str).transpose() {
+            Ok(v) => v.unwrap_or(serde_json::Value::Null),
+            Err(e) => return bad_request(&format!("malformed variables: {e}")),
+        };
     let doc = match check(&query, &variables) {
         Ok(doc) => doc,
         Err(e) => return bad_request(&e.to_string()),
@@ -243,7 +285,8 @@ async fn graphql_get(State(state): State<AppState>, request: axum::extract::Requ
 
 /// 200 once the database answers.
 async fn healthz(State(state): State<AppState>) -> Response {
-    let ping = tokio::time::timeout(std::time::Duration::from_secs(2), state.services.store.ping()).await;
+    let ping =
+        tokio::time::timeout(std::time::Duration::from_secs(2), state.services.store.ping()).await;
     match ping {
         Ok(Ok(())) if !state.is_shutting_down() => (StatusCode::OK, "ok\n").into_response(),
         _ => (StatusCode::SERVICE_UNAVAILABLE, "unavailable\n").into_response(),
@@ -255,7 +298,10 @@ async fn metrics(State(state): State<AppState>, method: Method) -> Response {
         return StatusCode::METHOD_NOT_ALLOWED.into_response();
     }
     (
-        [(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"))],
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
         state.metrics.render(),
     )
         .into_response()

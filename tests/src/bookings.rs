@@ -23,7 +23,9 @@ fn hundreds_of_citizens_rush_for_the_last_places() {
             .into_iter()
             .map(|(client, _)| {
                 let id = event_id.clone();
-                tokio::spawn(async move { client.request(BOOK, json!({ "ids": [id] })).await.unwrap() })
+                tokio::spawn(
+                    async move { client.request(BOOK, json!({ "ids": [id] })).await.unwrap() },
+                )
             })
             .collect();
         let mut acknowledged = BTreeSet::new();
@@ -50,8 +52,12 @@ fn hundreds_of_citizens_rush_for_the_last_places() {
         assert_eq!(event["bookedPlaces"], places);
         assert_eq!(event["waitingListBooked"], waiting);
         assert_eq!(event["full"], true);
-        let stored: BTreeSet<String> =
-            event["bookings"].as_array().unwrap().iter().map(|b| b["id"].as_str().unwrap().to_owned()).collect();
+        let stored: BTreeSet<String> = event["bookings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["id"].as_str().unwrap().to_owned())
+            .collect();
         assert_eq!(stored, acknowledged, "the event's bookings are exactly those acknowledged");
         server.stop().await;
     });
@@ -69,7 +75,9 @@ fn a_subscriber_sees_the_fill_level_rise_to_the_truth() {
         // Anonymous subscriber on the current protocol, agent-less citizen on the legacy one.
         let mut watchers = vec![
             WsClient::connect(&server.base, WsProtocol::TransportWs, None).await.unwrap(),
-            WsClient::connect(&server.base, WsProtocol::LegacyGraphqlWs, people[0].0.token()).await.unwrap(),
+            WsClient::connect(&server.base, WsProtocol::LegacyGraphqlWs, people[0].0.token())
+                .await
+                .unwrap(),
         ];
         let query = "subscription($id: ID!) { eventFillLevel(eventId: $id) { eventId bookedPlaces waitingListBooked full seq } }";
         for w in &mut watchers {
@@ -82,14 +90,19 @@ fn a_subscriber_sees_the_fill_level_rise_to_the_truth() {
             .into_iter()
             .map(|(client, _)| {
                 let id = event_id.clone();
-                tokio::spawn(async move { client.request(BOOK, json!({ "ids": [id] })).await.unwrap() })
+                tokio::spawn(
+                    async move { client.request(BOOK, json!({ "ids": [id] })).await.unwrap() },
+                )
             })
             .collect();
         for t in tasks {
             t.await.unwrap();
         }
         let truth = event(&admin, &event_id).await;
-        assert_eq!((truth["bookedPlaces"].as_i64(), truth["waitingListBooked"].as_i64()), (Some(25), Some(5)));
+        assert_eq!(
+            (truth["bookedPlaces"].as_i64(), truth["waitingListBooked"].as_i64()),
+            (Some(25), Some(5))
+        );
 
         for w in &mut watchers {
             let (mut last_booked, mut last_waiting, mut last_seq) = (0, 0, 0);
@@ -99,7 +112,10 @@ fn a_subscriber_sees_the_fill_level_rise_to_the_truth() {
                 let booked = level["bookedPlaces"].as_i64().unwrap();
                 let waiting = level["waitingListBooked"].as_i64().unwrap();
                 let seq: u64 = level["seq"].as_str().unwrap().parse().unwrap();
-                assert!(booked >= last_booked && waiting >= last_waiting, "fill level went down: {level}");
+                assert!(
+                    booked >= last_booked && waiting >= last_waiting,
+                    "fill level went down: {level}"
+                );
                 assert!(seq > last_seq, "seq must grow: {seq} after {last_seq}");
                 (last_booked, last_waiting, last_seq) = (booked, waiting, seq);
                 if booked == 25 && waiting == 5 {
@@ -126,7 +142,8 @@ fn a_multi_event_booking_with_one_full_event_books_nothing() {
 
         let first = people[0].0.request(BOOK, json!({ "ids": [full] })).await.unwrap();
         assert!(first.is_ok(), "{}", first.body);
-        let refused = people[1].0.request(BOOK, json!({ "ids": [open, full, also_open] })).await.unwrap();
+        let refused =
+            people[1].0.request(BOOK, json!({ "ids": [open, full, also_open] })).await.unwrap();
         assert_eq!(refused.error_code(), Some("FULL"), "{}", refused.body);
         for id in [&open, &also_open] {
             assert_eq!(event(&admin, id).await["bookedPlaces"], 0, "nothing booked");
@@ -162,7 +179,10 @@ fn cancelling_frees_the_place_and_promotes_the_waiting_list() {
         let r = people[0].0.request(cancel, json!({ "id": bookings[0] })).await.unwrap();
         assert_eq!(r.data()["cancelBooking"]["status"], "CANCELLED", "{}", r.body);
         let after = event(&admin, &event_id).await;
-        assert_eq!((after["bookedPlaces"].as_i64(), after["waitingListBooked"].as_i64()), (Some(1), Some(0)));
+        assert_eq!(
+            (after["bookedPlaces"].as_i64(), after["waitingListBooked"].as_i64()),
+            (Some(1), Some(0))
+        );
         assert_eq!(after["bookings"][0]["id"], bookings[1]);
         assert_eq!(after["bookings"][0]["status"], "CONFIRMED");
         let again = people[0].0.request(cancel, json!({ "id": bookings[0] })).await.unwrap();
@@ -181,7 +201,10 @@ fn agents_watch_bookings_live_and_citizens_may_not() {
         let people = citizens(&server.client(), 1, "watch").await;
         let query = "subscription($id: ID!) { agendaBookings(agendaId: $id) { seq booking { id status eventId } } }";
 
-        let mut citizen = WsClient::connect(&server.base, WsProtocol::TransportWs, people[0].0.token()).await.unwrap();
+        let mut citizen =
+            WsClient::connect(&server.base, WsProtocol::TransportWs, people[0].0.token())
+                .await
+                .unwrap();
         citizen.subscribe("b", query, json!({ "id": agenda })).await.unwrap();
         match citizen.next(Duration::from_secs(10)).await.unwrap() {
             // A resolver error arrives as a result carrying the error, then the operation ends.
@@ -192,7 +215,8 @@ fn agents_watch_bookings_live_and_citizens_may_not() {
             other => panic!("{other:?}"),
         }
 
-        let mut agent = WsClient::connect(&server.base, WsProtocol::TransportWs, admin.token()).await.unwrap();
+        let mut agent =
+            WsClient::connect(&server.base, WsProtocol::TransportWs, admin.token()).await.unwrap();
         agent.subscribe("b", query, json!({ "id": agenda })).await.unwrap();
         // The subscription is registered once the server has resolved it; give it a moment.
         tokio::time::sleep(Duration::from_millis(300)).await;

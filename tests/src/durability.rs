@@ -73,16 +73,22 @@ fn sigkill_after_acknowledgements_loses_no_booking() {
         first.kill_9();
 
         let second = Guichet::start(&dir).await;
-        let admin = GraphqlClient::new(&second.base).login(ADMIN_EMAIL, ADMIN_PASSWORD).await.unwrap();
+        let admin =
+            GraphqlClient::new(&second.base).login(ADMIN_EMAIL, ADMIN_PASSWORD).await.unwrap();
         let after = event(&admin, &event_id).await;
         assert_eq!(after["bookedPlaces"], 20);
-        let mut stored: Vec<String> =
-            after["bookings"].as_array().unwrap().iter().map(|b| b["id"].as_str().unwrap().to_owned()).collect();
+        let mut stored: Vec<String> = after["bookings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["id"].as_str().unwrap().to_owned())
+            .collect();
         stored.sort();
         acknowledged.sort();
         assert_eq!(stored, acknowledged);
         // And it keeps working after recovery.
-        let (late, _) = citizens(&GraphqlClient::new(&second.base), 1, "after-crash").await.remove(0);
+        let (late, _) =
+            citizens(&GraphqlClient::new(&second.base), 1, "after-crash").await.remove(0);
         assert!(late.request(BOOK, json!({ "ids": [event_id] })).await.unwrap().is_ok());
         second.kill_9();
     });

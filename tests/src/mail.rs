@@ -13,7 +13,9 @@ fn each_threshold_crossing_sends_exactly_one_email() {
         let url = smtp.url();
         let server = TestServer::start_with(|c| c.smtp_url = Some(url)).await;
         let admin = server.admin().await;
-        let agenda = create_agenda(&admin, "seuils", &[50, 100], &["regie@mairie.test", "elu@mairie.test"]).await;
+        let agenda =
+            create_agenda(&admin, "seuils", &[50, 100], &["regie@mairie.test", "elu@mairie.test"])
+                .await;
         let event_id = create_event(&admin, &agenda, 4, 2).await;
         let people = citizens(&server.client(), 6, "mail").await;
 
@@ -29,7 +31,11 @@ fn each_threshold_crossing_sends_exactly_one_email() {
         assert_eq!(messages.len(), 2, "{messages:#?}");
         assert!(messages.iter().any(|m| m.contains("Subject: [Guichet] 50% booked: Concert")));
         assert!(messages.iter().any(|m| m.contains("Subject: [Guichet] Full: Concert")));
-        assert!(messages.iter().all(|m| m.contains("regie@mairie.test") && m.contains("elu@mairie.test")));
+        assert!(
+            messages
+                .iter()
+                .all(|m| m.contains("regie@mairie.test") && m.contains("elu@mairie.test"))
+        );
 
         // Two cancellations are filled from the waiting list (still full, nothing sent); the
         // third drops to 3/4, which re-arms 100% while 50% stays crossed.
@@ -38,7 +44,10 @@ fn each_threshold_crossing_sends_exactly_one_email() {
         people[1].0.request(cancel, json!({ "id": ids[1] })).await.unwrap();
         people[2].0.request(cancel, json!({ "id": ids[2] })).await.unwrap();
         let level = event(&admin, &event_id).await;
-        assert_eq!((level["bookedPlaces"].as_i64(), level["waitingListBooked"].as_i64()), (Some(3), Some(0)));
+        assert_eq!(
+            (level["bookedPlaces"].as_i64(), level["waitingListBooked"].as_i64()),
+            (Some(3), Some(0))
+        );
         let (again, _) = citizens(&server.client(), 1, "mail-again").await.remove(0);
         again.request(BOOK, json!({ "ids": [event_id] })).await.unwrap();
         assert!(eventually(Duration::from_secs(20), async || smtp.messages().len() >= 3).await);
@@ -59,7 +68,8 @@ fn mail_waits_in_the_outbox_while_the_smtp_server_is_down() {
     run(async {
         // A port where nothing listens yet.
         let port = free_port();
-        let server = TestServer::start_with(|c| c.smtp_url = Some(format!("smtp://127.0.0.1:{port}"))).await;
+        let server =
+            TestServer::start_with(|c| c.smtp_url = Some(format!("smtp://127.0.0.1:{port}"))).await;
         let admin = server.admin().await;
         let agenda = create_agenda(&admin, "panne", &[100], &["regie@mairie.test"]).await;
         let event_id = create_event(&admin, &agenda, 1, 0).await;
@@ -68,7 +78,8 @@ fn mail_waits_in_the_outbox_while_the_smtp_server_is_down() {
         let r = c.request(BOOK, json!({ "ids": [event_id] })).await.unwrap();
         assert!(r.is_ok(), "{}", r.body);
         let failed_once = eventually(Duration::from_secs(10), async || {
-            let r = admin.request("{ outbox { status attempts lastError } }", json!({})).await.unwrap();
+            let r =
+                admin.request("{ outbox { status attempts lastError } }", json!({})).await.unwrap();
             r.data()["outbox"][0]["attempts"].as_i64().unwrap_or(0) >= 1
         })
         .await;

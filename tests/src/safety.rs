@@ -22,7 +22,8 @@ fn bad_input_gets_its_code_and_changes_nothing() {
         let event_id = create_event(&admin, &agenda, 3, 0).await;
         let before = agenda_count(&admin).await;
         let (citizen, _) = citizens(&server.client(), 1, "bad").await.remove(0);
-        let create_event = "mutation($input: CreateEventInput!) { createEvent(input: $input) { id } }";
+        let create_event =
+            "mutation($input: CreateEventInput!) { createEvent(input: $input) { id } }";
         let tomorrow = (jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24)).to_string();
 
         let cases = [
@@ -50,16 +51,21 @@ fn bad_input_gets_its_code_and_changes_nothing() {
         assert_eq!((r.status, r.error_code()), (401, Some("UNAUTHENTICATED")));
 
         // A 4 KB deeply nested literal must not crash the server, in the query or the variables.
-        let deep = format!("{{ event(id: {}\"x\"{}) {{ id }} }}", "[".repeat(2048), "]".repeat(2048));
+        let deep =
+            format!("{{ event(id: {}\"x\"{}) {{ id }} }}", "[".repeat(2048), "]".repeat(2048));
         let r = admin.request(&deep, json!({})).await.unwrap();
         assert_eq!((r.status, r.error_code()), (400, Some("BAD_USER_INPUT")));
         let mut nested = json!("x");
         for _ in 0..100 {
             nested = json!([nested]);
         }
-        let r = admin.request("query($v: ID!) { event(id: $v) { id } }", json!({ "v": nested })).await.unwrap();
+        let r = admin
+            .request("query($v: ID!) { event(id: $v) { id } }", json!({ "v": nested }))
+            .await
+            .unwrap();
         assert_eq!(r.status, 400);
-        let objects = format!("{{ event(id: {}1{}) {{ id }} }}", "{a:".repeat(1400), "}".repeat(1400));
+        let objects =
+            format!("{{ event(id: {}1{}) {{ id }} }}", "{a:".repeat(1400), "}".repeat(1400));
         assert_eq!(admin.request(&objects, json!({})).await.unwrap().status, 400);
 
         let (http, url) = admin.raw();
@@ -70,14 +76,33 @@ fn bad_input_gets_its_code_and_changes_nothing() {
         let get = http.get(url).query(&[("query", "{ agendas { id } }")]).send().await.unwrap();
         assert_eq!(get.status().as_u16(), 200);
         // Not JSON: refused before anything runs.
-        let text = http.post(url).header("content-type", "text/plain").body("{\"query\":\"mutation { logout }\"}").send().await.unwrap();
+        let text = http
+            .post(url)
+            .header("content-type", "text/plain")
+            .body("{\"query\":\"mutation { logout }\"}")
+            .send()
+            .await
+            .unwrap();
         assert_eq!(text.status().as_u16(), 415);
-        let form = http.post(url).header("content-type", "application/x-www-form-urlencoded").body("query=mutation%20%7B%20logout%20%7D").send().await.unwrap();
+        let form = http
+            .post(url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("query=mutation%20%7B%20logout%20%7D")
+            .send()
+            .await
+            .unwrap();
         assert_eq!(form.status().as_u16(), 415);
-        let broken = http.post(url).header("content-type", "application/json").body("{\"query\": ").send().await.unwrap();
+        let broken = http
+            .post(url)
+            .header("content-type", "application/json")
+            .body("{\"query\": ")
+            .send()
+            .await
+            .unwrap();
         assert_eq!(broken.status().as_u16(), 400);
         // An oversized body.
-        let huge = json!({ "query": "{ agendas { id } }", "variables": { "pad": "x".repeat(2 << 20) } });
+        let huge =
+            json!({ "query": "{ agendas { id } }", "variables": { "pad": "x".repeat(2 << 20) } });
         let big = http.post(url).json(&huge).send().await.unwrap();
         assert_eq!(big.status().as_u16(), 413);
 
@@ -96,11 +121,18 @@ fn websocket_limits_hold() {
         let server = TestServer::start_with(|c| c.ws_init_timeout_secs = 1).await;
         // No connection_init: closed with 4408.
         let mut silent = WsClient::open(&server.base, WsProtocol::TransportWs).await.unwrap();
-        assert_eq!(silent.next(Duration::from_secs(5)).await.unwrap(), WsEvent::Closed(4408, "Connection initialisation timeout".into()));
+        assert_eq!(
+            silent.next(Duration::from_secs(5)).await.unwrap(),
+            WsEvent::Closed(4408, "Connection initialisation timeout".into())
+        );
 
         // A deeply nested subscription is refused without killing the server.
         let mut ws = WsClient::connect(&server.base, WsProtocol::TransportWs, None).await.unwrap();
-        let deep = format!("subscription {{ eventFillLevel(eventId: {}\"x\"{}) {{ seq }} }}", "[".repeat(2048), "]".repeat(2048));
+        let deep = format!(
+            "subscription {{ eventFillLevel(eventId: {}\"x\"{}) {{ seq }} }}",
+            "[".repeat(2048),
+            "]".repeat(2048)
+        );
         ws.subscribe("deep", &deep, json!({})).await.unwrap();
         match ws.next(Duration::from_secs(5)).await.unwrap() {
             WsEvent::Message(m) => {
@@ -118,12 +150,22 @@ fn websocket_limits_hold() {
         ws.subscribe("same", q, json!({ "id": event_id })).await.unwrap();
         ws.next_data("same", Duration::from_secs(5)).await.unwrap();
         ws.subscribe("same", q, json!({ "id": event_id })).await.unwrap();
-        assert_eq!(ws.next(Duration::from_secs(5)).await.unwrap(), WsEvent::Closed(4409, "Subscriber for same already exists".into()));
+        assert_eq!(
+            ws.next(Duration::from_secs(5)).await.unwrap(),
+            WsEvent::Closed(4409, "Subscriber for same already exists".into())
+        );
 
         // A bad token in connection_init is refused.
         let mut bad = WsClient::open(&server.base, WsProtocol::TransportWs).await.unwrap();
-        bad.send(json!({ "type": "connection_init", "payload": { "Authorization": "Bearer nope" } })).await.unwrap();
-        assert!(matches!(bad.next(Duration::from_secs(5)).await.unwrap(), WsEvent::Closed(4403, _)));
+        bad.send(
+            json!({ "type": "connection_init", "payload": { "Authorization": "Bearer nope" } }),
+        )
+        .await
+        .unwrap();
+        assert!(matches!(
+            bad.next(Duration::from_secs(5)).await.unwrap(),
+            WsEvent::Closed(4403, _)
+        ));
         server.stop().await;
     });
 }
@@ -133,13 +175,25 @@ fn graphiql_health_and_metrics_are_served() {
     run(async {
         let server = TestServer::start().await;
         let http = reqwest::Client::new();
-        let page = http.get(format!("{}/graphql", server.base)).header("accept", "text/html").send().await.unwrap();
+        let page = http
+            .get(format!("{}/graphql", server.base))
+            .header("accept", "text/html")
+            .send()
+            .await
+            .unwrap();
         assert_eq!(page.status().as_u16(), 200);
         assert!(page.text().await.unwrap().to_lowercase().contains("graphiql"));
         let admin = server.admin().await;
         admin.request("query Agendas { agendas { id } }", json!({})).await.unwrap();
         let _ws = WsClient::connect(&server.base, WsProtocol::TransportWs, None).await.unwrap();
-        let text = http.get(format!("{}/metrics", server.base)).send().await.unwrap().text().await.unwrap();
+        let text = http
+            .get(format!("{}/metrics", server.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
         for needle in [
             "guichet_graphql_requests_total{operation=\"Agendas\"} 1",
             "guichet_graphql_request_duration_seconds_bucket",
@@ -162,11 +216,18 @@ fn shutdown_closes_websockets_cleanly() {
         let agenda = create_agenda(&admin, "fermeture", &[], &[]).await;
         let event_id = create_event(&admin, &agenda, 3, 0).await;
         let mut ws = WsClient::connect(&server.base, WsProtocol::TransportWs, None).await.unwrap();
-        ws.subscribe("f", "subscription($id: ID!) { eventFillLevel(eventId: $id) { seq } }", json!({ "id": event_id }))
-            .await
-            .unwrap();
+        ws.subscribe(
+            "f",
+            "subscription($id: ID!) { eventFillLevel(eventId: $id) { seq } }",
+            json!({ "id": event_id }),
+        )
+        .await
+        .unwrap();
         ws.next_data("f", Duration::from_secs(5)).await.unwrap();
         server.stop().await;
-        assert_eq!(ws.next(Duration::from_secs(5)).await.unwrap(), WsEvent::Closed(1001, "Server shutting down".into()));
+        assert_eq!(
+            ws.next(Duration::from_secs(5)).await.unwrap(),
+            WsEvent::Closed(1001, "Server shutting down".into())
+        );
     });
 }

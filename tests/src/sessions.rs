@@ -13,8 +13,12 @@ fn register_login_and_logout() {
     run(async {
         let server = TestServer::start().await;
         let client = server.client();
-        let (me, id) = client.register("Marie.Curie@Exemple.test", PASSWORD, "Marie", "Curie").await.unwrap();
-        let r = me.request("{ me { id email firstName isAdmin agentRoles } }", json!({})).await.unwrap();
+        let (me, id) =
+            client.register("Marie.Curie@Exemple.test", PASSWORD, "Marie", "Curie").await.unwrap();
+        let r = me
+            .request("{ me { id email firstName isAdmin agentRoles } }", json!({}))
+            .await
+            .unwrap();
         assert_eq!(r.data()["me"]["id"], id.as_str());
         assert_eq!(r.data()["me"]["email"], "marie.curie@exemple.test");
         assert_eq!(r.data()["me"]["isAdmin"], false);
@@ -51,10 +55,15 @@ fn register_login_and_logout() {
         let admin = server.admin().await;
         let agenda = create_agenda(&admin, "logout", &[], &[]).await;
         let event_id = create_event(&admin, &agenda, 3, 0).await;
-        let mut ws = WsClient::connect(&server.base, WsProtocol::TransportWs, me.token()).await.unwrap();
-        ws.subscribe("f", "subscription($id: ID!) { eventFillLevel(eventId: $id) { seq } }", json!({ "id": event_id }))
-            .await
-            .unwrap();
+        let mut ws =
+            WsClient::connect(&server.base, WsProtocol::TransportWs, me.token()).await.unwrap();
+        ws.subscribe(
+            "f",
+            "subscription($id: ID!) { eventFillLevel(eventId: $id) { seq } }",
+            json!({ "id": event_id }),
+        )
+        .await
+        .unwrap();
         ws.next_data("f", Duration::from_secs(5)).await.unwrap();
 
         let out = me.request("mutation { logout }", json!({})).await.unwrap();
@@ -70,7 +79,10 @@ fn register_login_and_logout() {
         assert_eq!((r.status, r.error_code()), (401, Some("UNAUTHENTICATED")));
         let mut refused = WsClient::open(&server.base, WsProtocol::TransportWs).await.unwrap();
         refused.send(json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {}", me.token().unwrap()) } })).await.unwrap();
-        assert!(matches!(refused.next(Duration::from_secs(5)).await.unwrap(), WsEvent::Closed(4403, _)));
+        assert!(matches!(
+            refused.next(Duration::from_secs(5)).await.unwrap(),
+            WsEvent::Closed(4403, _)
+        ));
         // The other session lives on.
         assert!(second.request("{ me { id } }", json!({})).await.unwrap().is_ok());
         server.stop().await;
@@ -81,7 +93,8 @@ fn register_login_and_logout() {
 fn idle_sessions_expire() {
     run(async {
         let server = TestServer::start_with(|c| c.session_idle_secs = 1).await;
-        let (me, _) = server.client().register("idle@exemple.test", PASSWORD, "I", "Dle").await.unwrap();
+        let (me, _) =
+            server.client().register("idle@exemple.test", PASSWORD, "I", "Dle").await.unwrap();
         assert!(me.request("{ me { id } }", json!({})).await.unwrap().is_ok());
         tokio::time::sleep(Duration::from_millis(1600)).await;
         let r = me.request("{ me { id } }", json!({})).await.unwrap();
@@ -127,14 +140,24 @@ fn administrators_create_agents_who_book_on_behalf_of_citizens() {
         let on_behalf = "mutation($ids: [ID!]!, $u: ID) { bookEvents(input: { eventIds: $ids, userId: $u }) { id userId status } }";
         let ok = agent.request(on_behalf, json!({ "ids": [gym], "u": citizen_id })).await.unwrap();
         assert_eq!(ok.data()["bookEvents"][0]["userId"], citizen_id.as_str(), "{}", ok.body);
-        let wrong_service = agent.request(on_behalf, json!({ "ids": [museum], "u": citizen_id })).await.unwrap();
+        let wrong_service =
+            agent.request(on_behalf, json!({ "ids": [museum], "u": citizen_id })).await.unwrap();
         assert_eq!(wrong_service.error_code(), Some("FORBIDDEN"));
-        let citizen_for_other = citizen.request(on_behalf, json!({ "ids": [museum], "u": "0190a0b0-0000-7000-8000-000000000000" })).await.unwrap();
+        let citizen_for_other = citizen
+            .request(
+                on_behalf,
+                json!({ "ids": [museum], "u": "0190a0b0-0000-7000-8000-000000000000" }),
+            )
+            .await
+            .unwrap();
         assert_eq!(citizen_for_other.error_code(), Some("FORBIDDEN"));
         // Agents see the bookings of their agendas; citizens do not.
         let seen = event(&agent, &gym).await;
         assert_eq!(seen["bookings"].as_array().unwrap().len(), 1);
-        let r = citizen.request("query($id: ID!) { event(id: $id) { bookings { id } } }", json!({ "id": gym })).await.unwrap();
+        let r = citizen
+            .request("query($id: ID!) { event(id: $id) { bookings { id } } }", json!({ "id": gym }))
+            .await
+            .unwrap();
         assert_eq!(r.data()["event"]["bookings"], serde_json::Value::Null);
         server.stop().await;
     });

@@ -33,7 +33,8 @@ pub struct TempDir(pub PathBuf);
 impl TempDir {
     pub fn new(name: &str) -> Self {
         static N: AtomicUsize = AtomicUsize::new(0);
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        let nanos =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
         let dir = std::env::temp_dir().join(format!(
             "guichet-{name}-{}-{}-{nanos}",
             std::process::id(),
@@ -105,7 +106,9 @@ pub async fn citizens(client: &GraphqlClient, n: usize, tag: &str) -> Vec<(Graph
             .map(|i| {
                 let c = client.clone();
                 let email = format!("{tag}-{i}@citoyens.test");
-                tokio::spawn(async move { c.register(&email, PASSWORD, "Jeanne", "Citoyenne").await.unwrap() })
+                tokio::spawn(async move {
+                    c.register(&email, PASSWORD, "Jeanne", "Citoyenne").await.unwrap()
+                })
             })
             .collect();
         for t in tasks {
@@ -115,7 +118,12 @@ pub async fn citizens(client: &GraphqlClient, n: usize, tag: &str) -> Vec<(Graph
     out
 }
 
-pub async fn create_agenda(admin: &GraphqlClient, slug: &str, thresholds: &[i32], emails: &[&str]) -> String {
+pub async fn create_agenda(
+    admin: &GraphqlClient,
+    slug: &str,
+    thresholds: &[i32],
+    emails: &[&str],
+) -> String {
     let r = admin
         .request(
             "mutation($input: CreateAgendaInput!) { createAgenda(input: $input) { id } }",
@@ -129,7 +137,12 @@ pub async fn create_agenda(admin: &GraphqlClient, slug: &str, thresholds: &[i32]
 }
 
 /// An event tomorrow.
-pub async fn create_event(admin: &GraphqlClient, agenda: &str, places: i32, waiting: i32) -> String {
+pub async fn create_event(
+    admin: &GraphqlClient,
+    agenda: &str,
+    places: i32,
+    waiting: i32,
+) -> String {
     let starts = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(26);
     let r = admin
         .request(
@@ -143,7 +156,8 @@ pub async fn create_event(admin: &GraphqlClient, agenda: &str, places: i32, wait
     r.data()["createEvent"]["id"].as_str().unwrap().to_owned()
 }
 
-pub const BOOK: &str = "mutation($ids: [ID!]!) { bookEvents(input: { eventIds: $ids }) { id status eventId } }";
+pub const BOOK: &str =
+    "mutation($ids: [ID!]!) { bookEvents(input: { eventIds: $ids }) { id status eventId } }";
 
 pub async fn event(client: &GraphqlClient, id: &str) -> Value {
     let r = client
@@ -186,14 +200,25 @@ impl SmtpSink {
         let dir = TempDir::new("maildir");
         let port = free_port();
         let child = Command::new("python3")
-            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox"])
+            .args([
+                "-m",
+                "aiosmtpd",
+                "-n",
+                "-l",
+                &format!("127.0.0.1:{port}"),
+                "-c",
+                "aiosmtpd.handlers.Mailbox",
+            ])
             .arg(dir.0.join("mail"))
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("python3 with aiosmtpd is needed (pip install aiosmtpd); .ci/run installs it");
         let mut sink = Self { child, port, dir };
-        let up = eventually(Duration::from_secs(15), async || tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok()).await;
+        let up = eventually(Duration::from_secs(15), async || {
+            tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok()
+        })
+        .await;
         if !up {
             let _ = sink.child.kill();
             panic!("aiosmtpd did not start on port {port} (pip install aiosmtpd)");
@@ -228,6 +253,10 @@ pub fn guichet_binary() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let profile_dir: &Path = exe.parent().and_then(Path::parent).unwrap();
     let bin = profile_dir.join("guichet");
-    assert!(bin.exists(), "{} is missing: run `cargo build -p server --bin guichet` first (the README's test command does)", bin.display());
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build -p server --bin guichet` first (the README's test command does)",
+        bin.display()
+    );
     bin
 }

@@ -1,8 +1,8 @@
 //! Accounts: registration, password verification (argon2id), roles.
 
+use argon2::Argon2;
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::Argon2;
 use jiff::Timestamp;
 
 use crate::access::Roles;
@@ -148,7 +148,10 @@ fn decoy_hash() -> String {
         .get_or_init(|| {
             let salt = SaltString::generate(&mut OsRng);
             let secret = salt.as_str().to_owned();
-            Argon2::default().hash_password(secret.as_bytes(), &salt).map(|h| h.to_string()).unwrap_or_default()
+            Argon2::default()
+                .hash_password(secret.as_bytes(), &salt)
+                .map(|h| h.to_string())
+                .unwrap_or_default()
         })
         .clone()
 }
@@ -166,7 +169,11 @@ impl Accounts {
     }
 
     /// Opens an account with the given roles.
-    pub async fn register(&self, input: NewAccount, roles: Roles) -> Result<AccountView, AccountError> {
+    pub async fn register(
+        &self,
+        input: NewAccount,
+        roles: Roles,
+    ) -> Result<AccountView, AccountError> {
         let email = normalise_email(&input.email);
         if email.len() > 254 || email.parse::<lettre::Address>().is_err() {
             return Err(AccountError::Invalid("email is not a valid address".into()));
@@ -196,7 +203,11 @@ impl Accounts {
         if password.chars().count() > MAX_PASSWORD_CHARS {
             return Err(AccountError::BadCredentials);
         }
-        let record = self.store.account_by_email(&normalise_email(email)).await.map_err(AccountError::Store)?;
+        let record = self
+            .store
+            .account_by_email(&normalise_email(email))
+            .await
+            .map_err(AccountError::Store)?;
         let hash = match &record {
             Some(r) => r.password_hash.clone(),
             None => tokio::task::spawn_blocking(decoy_hash).await.unwrap_or_default(),
@@ -215,10 +226,16 @@ impl Accounts {
     }
 
     /// Replaces the roles of an account (effective for its next sessions).
-    pub async fn set_roles(&self, id: AccountId, roles: Roles) -> Result<AccountView, AccountError> {
+    pub async fn set_roles(
+        &self,
+        id: AccountId,
+        roles: Roles,
+    ) -> Result<AccountView, AccountError> {
         for r in &roles.agent_roles {
             if r.trim().is_empty() || r.len() > 64 {
-                return Err(AccountError::Invalid("agent roles must have 1 to 64 characters".into()));
+                return Err(AccountError::Invalid(
+                    "agent roles must have 1 to 64 characters".into(),
+                ));
             }
         }
         if !self.store.set_roles(id, &roles).await.map_err(AccountError::Store)? {

@@ -108,7 +108,11 @@ impl AgendaActor {
             return;
         }
         self.flushing = true;
-        let rest = if self.pending.len() > MAX_BATCH { self.pending.split_off(MAX_BATCH) } else { Vec::new() };
+        let rest = if self.pending.len() > MAX_BATCH {
+            self.pending.split_off(MAX_BATCH)
+        } else {
+            Vec::new()
+        };
         let batch = std::mem::replace(&mut self.pending, rest);
         let foreign: BTreeSet<EventId> = batch
             .iter()
@@ -124,7 +128,13 @@ impl AgendaActor {
 
     /// Loads events this actor does not own (a multi-agenda booking it coordinates, or events
     /// whose cached state turned out stale) with their agendas' settings, then decides.
-    fn load_then_decide(&mut self, batch: Vec<Command>, ids: Vec<EventId>, attempt: u32, ctx: &mut Context<Self>) {
+    fn load_then_decide(
+        &mut self,
+        batch: Vec<Command>,
+        ids: Vec<EventId>,
+        attempt: u32,
+        ctx: &mut Context<Self>,
+    ) {
         let store = self.store.clone();
         let known_agendas: BTreeSet<AgendaId> = self.ledger.agendas.keys().copied().collect();
         let load = async move {
@@ -210,7 +220,8 @@ impl AgendaActor {
                 foreign.entry(event.agenda_id).or_default().push(event);
             }
         }
-        let booking_views = effects.created.iter().map(|c| &c.view).chain(effects.changed.iter().map(|c| &c.view));
+        let booking_views =
+            effects.created.iter().map(|c| &c.view).chain(effects.changed.iter().map(|c| &c.view));
         for view in booking_views {
             let seq = seqs.get(&view.event_id).copied().unwrap_or_default();
             self.live.publish_booking(BookingChanged { booking: view.clone(), seq });
@@ -261,8 +272,13 @@ impl AgendaActor {
     }
 
     fn forget_foreign_events(&mut self) {
-        let foreign: Vec<EventId> =
-            self.ledger.events.values().filter(|e| e.agenda_id != self.agenda_id).map(|e| e.id).collect();
+        let foreign: Vec<EventId> = self
+            .ledger
+            .events
+            .values()
+            .filter(|e| e.agenda_id != self.agenda_id)
+            .map(|e| e.id)
+            .collect();
         for id in foreign {
             self.ledger.drop_event(id);
         }
@@ -275,7 +291,8 @@ impl AgendaActor {
         ctx.spawn(load.into_actor(self).map(move |result, act, _| match result {
             Ok(events) => {
                 for e in events {
-                    let newer = act.ledger.events.get(&e.id).is_none_or(|cur| e.version > cur.version);
+                    let newer =
+                        act.ledger.events.get(&e.id).is_none_or(|cur| e.version > cur.version);
                     if e.agenda_id == act.agenda_id && (force || newer) {
                         act.live.publish_fill_level(e.fill_level());
                         act.ledger.put_event(e);
@@ -312,7 +329,9 @@ impl Handler<BookEvents> for AgendaActor {
     fn handle(&mut self, msg: BookEvents, ctx: &mut Context<Self>) -> Self::Result {
         let (tx, rx) = oneshot::channel();
         self.enqueue(Command::Book(msg.0, tx), ctx);
-        Box::pin(async move { rx.await.unwrap_or_else(|_| Err(AgendaError::Unavailable("agenda stopped".into()))) })
+        Box::pin(async move {
+            rx.await.unwrap_or_else(|_| Err(AgendaError::Unavailable("agenda stopped".into())))
+        })
     }
 }
 
@@ -322,7 +341,9 @@ impl Handler<CancelBooking> for AgendaActor {
     fn handle(&mut self, msg: CancelBooking, ctx: &mut Context<Self>) -> Self::Result {
         let (tx, rx) = oneshot::channel();
         self.enqueue(Command::Cancel(msg.0, tx), ctx);
-        Box::pin(async move { rx.await.unwrap_or_else(|_| Err(AgendaError::Unavailable("agenda stopped".into()))) })
+        Box::pin(async move {
+            rx.await.unwrap_or_else(|_| Err(AgendaError::Unavailable("agenda stopped".into())))
+        })
     }
 }
 
@@ -332,7 +353,9 @@ impl Handler<PromoteWaitingList> for AgendaActor {
     fn handle(&mut self, msg: PromoteWaitingList, ctx: &mut Context<Self>) -> Self::Result {
         let (tx, rx) = oneshot::channel();
         self.enqueue(Command::Promote(msg.0, tx), ctx);
-        Box::pin(async move { rx.await.unwrap_or_else(|_| Err(AgendaError::Unavailable("agenda stopped".into()))) })
+        Box::pin(async move {
+            rx.await.unwrap_or_else(|_| Err(AgendaError::Unavailable("agenda stopped".into())))
+        })
     }
 }
 
@@ -392,7 +415,8 @@ impl Handler<AdoptEvents> for AgendaActor {
 
     fn handle(&mut self, msg: AdoptEvents, _: &mut Context<Self>) {
         for event in msg.0 {
-            let newer = self.ledger.events.get(&event.id).is_none_or(|cur| event.version > cur.version);
+            let newer =
+                self.ledger.events.get(&event.id).is_none_or(|cur| event.version > cur.version);
             if event.agenda_id == self.agenda_id && newer {
                 self.ledger.put_event(event);
             }

@@ -13,8 +13,8 @@ use super::messages::{
     AddEvent, BookEvents, CancelBooking, GetEvent, GetEvents, PromoteWaitingList,
 };
 use super::model::{
-    AgendaError, AgendaSettings, BookRequest, BookingView, EventState, FillLevel,
-    NewAgenda, NewEvent,
+    AgendaError, AgendaSettings, BookRequest, BookingView, EventState, FillLevel, NewAgenda,
+    NewEvent,
 };
 use crate::ids::{AgendaId, BookingId, EventId};
 use crate::live::LiveHub;
@@ -216,10 +216,15 @@ impl AgendaRegistry {
         let handle = cell
             .get_or_try_init(|| async {
                 let store = &self.inner.store;
-                let settings = store.agenda(id).await.map_err(store_error)?.ok_or(AgendaError::AgendaNotFound)?;
+                let settings = store
+                    .agenda(id)
+                    .await
+                    .map_err(store_error)?
+                    .ok_or(AgendaError::AgendaNotFound)?;
                 let events = store.agenda_events(id).await.map_err(store_error)?;
                 {
-                    let mut index = self.inner.event_agendas.lock().unwrap_or_else(|p| p.into_inner());
+                    let mut index =
+                        self.inner.event_agendas.lock().unwrap_or_else(|p| p.into_inner());
                     for e in &events {
                         index.insert(e.id, id);
                     }
@@ -256,7 +261,8 @@ impl AgendaRegistry {
 
     /// The agenda an event belongs to.
     pub async fn agenda_of_event(&self, event: EventId) -> Result<AgendaHandle, AgendaError> {
-        let cached = self.inner.event_agendas.lock().unwrap_or_else(|p| p.into_inner()).get(&event).copied();
+        let cached =
+            self.inner.event_agendas.lock().unwrap_or_else(|p| p.into_inner()).get(&event).copied();
         let agenda = match cached {
             Some(a) => a,
             None => {
@@ -275,7 +281,11 @@ impl AgendaRegistry {
     }
 
     /// Adds an event to an agenda.
-    pub async fn add_event(&self, agenda: AgendaId, input: NewEvent) -> Result<EventView, AgendaError> {
+    pub async fn add_event(
+        &self,
+        agenda: AgendaId,
+        input: NewEvent,
+    ) -> Result<EventView, AgendaError> {
         let handle = self.get(agenda).await?;
         let view = handle.addr.send(AddEvent(input)).await.map_err(unavailable)??;
         self.inner.event_agendas.lock().unwrap_or_else(|p| p.into_inner()).insert(view.id, agenda);
@@ -299,7 +309,10 @@ impl AgendaRegistry {
     /// actor of the first agenda; the store's version checks keep the other actors consistent.
     pub async fn book(&self, request: BookRequest) -> Result<Vec<BookingView>, AgendaError> {
         let groups = self.group_by_agenda(&request.event_ids).await?;
-        let (coordinator, _) = groups.values().next().ok_or_else(|| AgendaError::Invalid("eventIds cannot be empty".into()))?;
+        let (coordinator, _) = groups
+            .values()
+            .next()
+            .ok_or_else(|| AgendaError::Invalid("eventIds cannot be empty".into()))?;
         coordinator.addr.send(BookEvents(request)).await.map_err(unavailable)?
     }
 
@@ -309,7 +322,10 @@ impl AgendaRegistry {
     }
 
     /// Cancels a booking; returns it and the booking promoted in its place, if any.
-    pub async fn cancel(&self, booking: &BookingView) -> Result<(BookingView, Option<BookingView>), AgendaError> {
+    pub async fn cancel(
+        &self,
+        booking: &BookingView,
+    ) -> Result<(BookingView, Option<BookingView>), AgendaError> {
         let handle = self.get(booking.agenda_id).await?;
         handle.addr.send(CancelBooking(booking.id)).await.map_err(unavailable)?
     }

@@ -99,7 +99,9 @@ impl NewAgenda {
         let mut thresholds = Vec::new();
         for t in &self.fill_notifications.thresholds {
             if !(1..=100).contains(t) {
-                return Err(AgendaError::Invalid("thresholds are percentages from 1 to 100".into()));
+                return Err(AgendaError::Invalid(
+                    "thresholds are percentages from 1 to 100".into(),
+                ));
             }
             thresholds.push(*t);
         }
@@ -580,12 +582,8 @@ impl<'a> Working<'a> {
         }
         let mut views = Vec::with_capacity(plan.len());
         for (id, status) in plan {
-            let booking = ActiveBooking {
-                id: new_id(),
-                account_id: req.account_id,
-                status,
-                created_at: now,
-            };
+            let booking =
+                ActiveBooking { id: new_id(), account_id: req.account_id, status, created_at: now };
             let event = self.event_mut(id).ok_or(AgendaError::EventNotFound(id))?;
             match status {
                 BookingStatus::Confirmed => event.confirmed += 1,
@@ -603,7 +601,9 @@ impl<'a> Working<'a> {
                 status,
                 created_at: now,
             };
-            self.effects.created.push(BookingCreated { view: view.clone(), booked_by: req.booked_by });
+            self.effects
+                .created
+                .push(BookingCreated { view: view.clone(), booked_by: req.booked_by });
             self.after_change(id, now);
             views.push(view);
         }
@@ -666,7 +666,11 @@ impl<'a> Working<'a> {
     }
 
     /// Confirms the first waiting-list booking of an event by hand (an agent's decision).
-    pub fn promote_first(&mut self, event_id: EventId, now: Timestamp) -> Result<BookingView, AgendaError> {
+    pub fn promote_first(
+        &mut self,
+        event_id: EventId,
+        now: Timestamp,
+    ) -> Result<BookingView, AgendaError> {
         let event = self.event_mut(event_id).ok_or(AgendaError::EventNotFound(event_id))?;
         if event.confirmed >= event.places {
             return Err(AgendaError::Full(event_id));

@@ -4,11 +4,13 @@ use std::sync::Arc;
 
 use jiff::{SignedDuration, Timestamp};
 
-use super::model::{AgendaError, AgendaKind, BookRequest, BookingStatus, FillNotifications, NewAgenda, NewEvent};
+use super::model::{
+    AgendaError, AgendaKind, BookRequest, BookingStatus, FillNotifications, NewAgenda, NewEvent,
+};
+use crate::Services;
 use crate::ids::{AccountId, AgendaId, EventId};
 use crate::session::SessionPolicy;
 use crate::store::Store;
-use crate::Services;
 
 fn run<F: std::future::Future<Output = ()>>(f: F) {
     tokio::runtime::Builder::new_multi_thread()
@@ -68,10 +70,19 @@ async fn event(s: &Services, agenda: AgendaId, places: i64, waiting: i64) -> Eve
 
 fn request(events: &[EventId]) -> BookRequest {
     let who = AccountId::new();
-    BookRequest { event_ids: events.to_vec(), account_id: who, booked_by: who, may_see_unpublished: false }
+    BookRequest {
+        event_ids: events.to_vec(),
+        account_id: who,
+        booked_by: who,
+        may_see_unpublished: false,
+    }
 }
 
-async fn book_concurrently(registries: &[Services], event: EventId, n: usize) -> Vec<Result<BookingStatus, AgendaError>> {
+async fn book_concurrently(
+    registries: &[Services],
+    event: EventId,
+    n: usize,
+) -> Vec<Result<BookingStatus, AgendaError>> {
     let tasks: Vec<_> = (0..n)
         .map(|i| {
             let agendas = registries[i % registries.len()].agendas.clone();
@@ -141,7 +152,16 @@ fn a_multi_agenda_booking_is_all_or_nothing_and_every_actor_sees_it() {
         // The second agenda's actor learns about the booking written by the first one.
         let mut seen = 0;
         for _ in 0..50 {
-            seen = s.agendas.agenda_of_event(other).await.unwrap().event(other, false).await.unwrap().fill.booked_places;
+            seen = s
+                .agendas
+                .agenda_of_event(other)
+                .await
+                .unwrap()
+                .event(other, false)
+                .await
+                .unwrap()
+                .fill
+                .booked_places;
             if seen == 1 {
                 break;
             }

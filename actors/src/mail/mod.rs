@@ -128,7 +128,11 @@ pub struct Mailer {
 
 impl Mailer {
     /// Builds the mailer; fails on an unusable URL or sender.
-    pub fn new(store: Store, config: &MailConfig, notifier: MailNotifier) -> Result<Self, MailError> {
+    pub fn new(
+        store: Store,
+        config: &MailConfig,
+        notifier: MailNotifier,
+    ) -> Result<Self, MailError> {
         let from: Mailbox =
             config.from.parse().map_err(|e| MailError::Config(format!("sender address: {e}")))?;
         let transport = match &config.smtp_url {
@@ -136,7 +140,9 @@ impl Mailer {
             Some(url) => Some(
                 AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
                     // The URL may hold a password: never echo it back.
-                    .map_err(|e| MailError::Config(format!("SMTP URL: {}", redact(&e.to_string(), url))))?
+                    .map_err(|e| {
+                        MailError::Config(format!("SMTP URL: {}", redact(&e.to_string(), url)))
+                    })?
                     .timeout(Some(Duration::from_secs(20)))
                     .build(),
             ),
@@ -190,7 +196,10 @@ impl Mailer {
         let Some(transport) = &self.transport else {
             tracing::info!(mail = %id, recipients = entry.mail.to.len(), subject = %entry.mail.subject,
                 "outbox: no SMTP server configured, mail held");
-            return self.store.mark_mail(id, MailStatus::Held, entry.attempts, None, now, None).await;
+            return self
+                .store
+                .mark_mail(id, MailStatus::Held, entry.attempts, None, now, None)
+                .await;
         };
         let attempts = entry.attempts + 1;
         let result = match self.build(&entry.mail) {
@@ -209,7 +218,9 @@ impl Mailer {
             Err(error) => {
                 let next = now + backoff(attempts);
                 tracing::warn!(mail = %id, attempts, %error, "outbox: send failed, will retry");
-                self.store.mark_mail(id, MailStatus::Queued, attempts, Some(error), next, None).await
+                self.store
+                    .mark_mail(id, MailStatus::Queued, attempts, Some(error), next, None)
+                    .await
             }
         }
     }
@@ -220,7 +231,8 @@ impl Mailer {
             .subject(mail.subject.clone())
             .message_id(Some(format!("<{}@guichet>", mail.id)));
         for to in &mail.to {
-            builder = builder.to(to.parse::<Mailbox>().map_err(|e| format!("recipient {to:?}: {e}"))?);
+            builder =
+                builder.to(to.parse::<Mailbox>().map_err(|e| format!("recipient {to:?}: {e}"))?);
         }
         builder.body(mail.body.clone()).map_err(|e| e.to_string())
     }

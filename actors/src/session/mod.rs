@@ -92,7 +92,9 @@ impl UserSessionActor {
     fn expired(&self, now: Timestamp) -> bool {
         let now = to_micros(now);
         let idle_us = self.record.idle_secs.saturating_mul(1_000_000);
-        self.record.revoked || now >= self.record.expires_us || now >= self.record.last_seen_us.saturating_add(idle_us)
+        self.record.revoked
+            || now >= self.record.expires_us
+            || now >= self.record.last_seen_us.saturating_add(idle_us)
     }
 
     fn persist_activity(&mut self, ctx: &mut Context<Self>) {
@@ -177,10 +179,12 @@ impl Handler<RevokeSession> for UserSessionActor {
         self.record.revoked = true;
         let store = self.store.clone();
         let hash = self.record.id.clone();
-        Box::pin(async move { store.revoke_session(&hash).await }.into_actor(self).map(|r, _, ctx| {
-            ctx.stop();
-            r.map_err(SessionError::Store)
-        }))
+        Box::pin(async move { store.revoke_session(&hash).await }.into_actor(self).map(
+            |r, _, ctx| {
+                ctx.stop();
+                r.map_err(SessionError::Store)
+            },
+        ))
     }
 }
 
@@ -274,7 +278,12 @@ impl std::fmt::Debug for Sessions {
 
 impl Sessions {
     /// Sessions stored in `store`, with actors on `runtime`.
-    pub fn new(runtime: ActorRuntime, store: Store, policy: SessionPolicy, metrics: Arc<ActorMetrics>) -> Self {
+    pub fn new(
+        runtime: ActorRuntime,
+        store: Store,
+        policy: SessionPolicy,
+        metrics: Arc<ActorMetrics>,
+    ) -> Self {
         Self { runtime, store, policy, live: Arc::default(), metrics }
     }
 
@@ -297,12 +306,21 @@ impl Sessions {
     }
 
     /// The live session of a bearer token, starting its actor on first use.
-    pub async fn authenticate(&self, token: &str) -> Result<(SessionHandle, Principal), SessionError> {
+    pub async fn authenticate(
+        &self,
+        token: &str,
+    ) -> Result<(SessionHandle, Principal), SessionError> {
         if token.is_empty() || token.len() > 128 {
             return Err(SessionError::Invalid);
         }
         let hash = token_hash(token);
-        let cell = self.live.lock().unwrap_or_else(|p| p.into_inner()).entry(hash.clone()).or_default().clone();
+        let cell = self
+            .live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(hash.clone())
+            .or_default()
+            .clone();
         let handle = cell.get_or_try_init(|| self.start(hash.clone())).await;
         let handle = match handle {
             Ok(h) => h.clone(),
@@ -316,9 +334,19 @@ impl Sessions {
     }
 
     async fn start(&self, hash: String) -> Result<SessionHandle, SessionError> {
-        let record = self.store.session(&hash).await.map_err(SessionError::Store)?.ok_or(SessionError::Invalid)?;
+        let record = self
+            .store
+            .session(&hash)
+            .await
+            .map_err(SessionError::Store)?
+            .ok_or(SessionError::Invalid)?;
         let account_id: AccountId = record.account.parse().map_err(|_| SessionError::Invalid)?;
-        let account = self.store.account(account_id).await.map_err(SessionError::Store)?.ok_or(SessionError::Invalid)?;
+        let account = self
+            .store
+            .account(account_id)
+            .await
+            .map_err(SessionError::Store)?
+            .ok_or(SessionError::Invalid)?;
         let principal = Principal::Account { id: account_id, roles: account.roles() };
         let (closed, closed_rx) = watch::channel(false);
         let store = self.store.clone();

@@ -60,7 +60,10 @@ impl From<surrealdb::Error> for StoreError {
 fn classify(e: &surrealdb::Error) -> StoreError {
     let message = e.message().to_owned();
     let lower = message.to_lowercase();
-    if (e.is_thrown() && lower.contains("stale")) || lower.contains("conflict") || lower.contains("can be retried") {
+    if (e.is_thrown() && lower.contains("stale"))
+        || lower.contains("conflict")
+        || lower.contains("can be retried")
+    {
         StoreError::Conflict(message)
     } else if e.is_already_exists() || lower.contains("already exists") {
         StoreError::Duplicate(message)
@@ -187,8 +190,11 @@ impl Store {
 
     /// The account with this id.
     pub async fn account(&self, id: AccountId) -> Result<Option<AccountRecord>, StoreError> {
-        self.row("SELECT *, record::id(id) AS id FROM type::record('account', $id)", vec![("id", id.to_string().into())])
-            .await
+        self.row(
+            "SELECT *, record::id(id) AS id FROM type::record('account', $id)",
+            vec![("id", id.to_string().into())],
+        )
+        .await
     }
 
     /// Replaces an account's roles.
@@ -215,9 +221,12 @@ impl Store {
 
     /// Stores a new session.
     pub async fn create_session(&self, session: &SessionRecord) -> Result<(), StoreError> {
-        self.write("CREATE type::record('session', $rec.id) CONTENT $rec", vec![("rec", json(session)?)])
-            .await
-            .map(drop)
+        self.write(
+            "CREATE type::record('session', $rec.id) CONTENT $rec",
+            vec![("rec", json(session)?)],
+        )
+        .await
+        .map(drop)
     }
 
     /// The session stored under this token hash.
@@ -252,7 +261,11 @@ impl Store {
     // ----- agendas and events -----
 
     /// Creates an agenda; `Duplicate` when the slug is taken.
-    pub async fn create_agenda(&self, agenda: &AgendaSettings, now: Timestamp) -> Result<(), StoreError> {
+    pub async fn create_agenda(
+        &self,
+        agenda: &AgendaSettings,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
         let rec = AgendaRecord::from_settings(agenda, now);
         self.write(
             "BEGIN TRANSACTION;
@@ -268,7 +281,10 @@ impl Store {
     /// An agenda's settings.
     pub async fn agenda(&self, id: AgendaId) -> Result<Option<AgendaSettings>, StoreError> {
         let rec: Option<AgendaRecord> = self
-            .row("SELECT *, record::id(id) AS id FROM type::record('agenda', $id)", vec![("id", id.to_string().into())])
+            .row(
+                "SELECT *, record::id(id) AS id FROM type::record('agenda', $id)",
+                vec![("id", id.to_string().into())],
+            )
             .await?;
         rec.map(AgendaRecord::into_settings).transpose()
     }
@@ -276,7 +292,10 @@ impl Store {
     /// The agenda with this slug.
     pub async fn agenda_id_by_slug(&self, slug: &str) -> Result<Option<AgendaId>, StoreError> {
         let id: Option<String> = self
-            .row("SELECT VALUE agenda FROM type::record('agenda_slug', $slug)", vec![("slug", slug.into())])
+            .row(
+                "SELECT VALUE agenda FROM type::record('agenda_slug', $slug)",
+                vec![("slug", slug.into())],
+            )
             .await?;
         id.map(|s| parse_id(&s)).transpose()
     }
@@ -299,7 +318,10 @@ impl Store {
     /// The agenda an event belongs to.
     pub async fn event_agenda(&self, id: EventId) -> Result<Option<AgendaId>, StoreError> {
         let agenda: Option<String> = self
-            .row("SELECT VALUE agenda FROM type::record('event', $id)", vec![("id", id.to_string().into())])
+            .row(
+                "SELECT VALUE agenda FROM type::record('event', $id)",
+                vec![("id", id.to_string().into())],
+            )
             .await?;
         agenda.map(|s| parse_id(&s)).transpose()
     }
@@ -308,7 +330,10 @@ impl Store {
     pub async fn agenda_events(&self, agenda: AgendaId) -> Result<Vec<EventState>, StoreError> {
         let a = agenda.to_string();
         let events: Vec<EventRecord> = self
-            .rows("SELECT *, record::id(id) AS id FROM event WHERE agenda = $a", vec![("a", a.clone().into())])
+            .rows(
+                "SELECT *, record::id(id) AS id FROM event WHERE agenda = $a",
+                vec![("a", a.clone().into())],
+            )
             .await?;
         let bookings: Vec<BookingRecord> = self
             .rows(
@@ -340,7 +365,10 @@ impl Store {
     /// Where a booking belongs, and its current state.
     pub async fn booking(&self, id: BookingId) -> Result<Option<BookingView>, StoreError> {
         let rec: Option<BookingRecord> = self
-            .row("SELECT *, record::id(id) AS id FROM type::record('booking', $id)", vec![("id", id.to_string().into())])
+            .row(
+                "SELECT *, record::id(id) AS id FROM type::record('booking', $id)",
+                vec![("id", id.to_string().into())],
+            )
             .await?;
         rec.map(BookingRecord::into_view).transpose()
     }
@@ -386,8 +414,11 @@ impl Store {
             vars.push(("updates", serde_json::Value::Array(updates)));
         }
         if !effects.created.is_empty() {
-            let created: Vec<BookingRecord> =
-                effects.created.iter().map(|c| BookingRecord::created(&c.view, c.booked_by)).collect();
+            let created: Vec<BookingRecord> = effects
+                .created
+                .iter()
+                .map(|c| BookingRecord::created(&c.view, c.booked_by))
+                .collect();
             query.push_str("INSERT INTO booking $created;\n");
             vars.push(("created", json(&created)?));
         }
@@ -409,7 +440,8 @@ impl Store {
             vars.push(("changed", serde_json::Value::Array(changed)));
         }
         if !effects.mails.is_empty() {
-            let mails: Vec<OutboxRecord> = effects.mails.iter().map(|m| OutboxRecord::queued(m, now)).collect();
+            let mails: Vec<OutboxRecord> =
+                effects.mails.iter().map(|m| OutboxRecord::queued(m, now)).collect();
             query.push_str("INSERT INTO outbox $mails;\n");
             vars.push(("mails", json(&mails)?));
         }
@@ -421,7 +453,11 @@ impl Store {
 
     /// Claims up to `limit` mails due now, leasing them for a minute so that another process does
     /// not send them at the same time (a crash mid-send means the mail is sent again later).
-    pub async fn due_mails(&self, now: Timestamp, limit: u32) -> Result<Vec<OutboxEntry>, StoreError> {
+    pub async fn due_mails(
+        &self,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
         let ids: Vec<String> = self
             .rows(
                 "SELECT VALUE record::id(id) FROM outbox WHERE status = 'queued' AND next_attempt_us <= $now ORDER BY next_attempt_us LIMIT $limit",
@@ -527,7 +563,10 @@ fn parse_id<T: std::str::FromStr>(s: &str) -> Result<T, StoreError> {
     s.parse().map_err(|_| StoreError::Corrupt(format!("bad id {s:?}")))
 }
 
-fn assemble(events: Vec<EventRecord>, bookings: Vec<BookingRecord>) -> Result<Vec<EventState>, StoreError> {
+fn assemble(
+    events: Vec<EventRecord>,
+    bookings: Vec<BookingRecord>,
+) -> Result<Vec<EventState>, StoreError> {
     let mut states: HashMap<EventId, EventState> = HashMap::new();
     for rec in events {
         let state = rec.into_state()?;

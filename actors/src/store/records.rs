@@ -105,7 +105,10 @@ impl AgendaRecord {
                 .ok_or_else(|| StoreError::Corrupt(format!("agenda kind {:?}", self.kind)))?,
             slug: self.slug,
             label: self.label,
-            fill_notifications: FillNotifications { thresholds: self.thresholds, emails: self.emails },
+            fill_notifications: FillNotifications {
+                thresholds: self.thresholds,
+                emails: self.emails,
+            },
             auto_promote_waiting_list: self.auto_promote,
             services: self.services,
         })

@@ -1,1 +1,427 @@
-fn main() {}
+//! `guichet-load`: measures a Guichet server the way clients use it, over real HTTP and
+//! websockets on loopback. By default it starts the `guichet` binary itself on a fresh data
+//! folder (so that it can read the server's memory), runs every scenario and prints a Markdown
+//! table for BENCHMARKS.md.
+//!
+//! Scenarios: the rate of a trivial query (the ceiling of this machine), durable bookings per
+//! second on one hot event and spread over 100 events, booking latency at half that load,
+//! fill-level push latency to 1, 100 and 1,000 subscribers, resident memory idle and per idle
+//! subscription.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use clients::{GraphqlClient, WsClient, WsProtocol};
+use serde_json::json;
+
+#[derive(Debug, Parser)]
+#[command(about = "Load and latency measurements of a Guichet server")]
+struct Args {
+    /// The guichet binary to start (ignored with --base).
+    #[arg(long, default_value = "target/release/guichet")]
+    guichet: PathBuf,
+    /// Measure an already running server instead (memory figures are then skipped).
+    #[arg(long)]
+    base: Option<String>,
+    /// Administrator of that server.
+    #[arg(long, default_value = "admin@guichet.localhost")]
+    admin_email: String,
+    /// Its password.
+    #[arg(long, default_value = "load-admin-password")]
+    admin_password: String,
+    /// Citizens registered for the booking scenarios.
+    #[arg(long, default_value_t = 2000)]
+    users: usize,
+    /// Concurrent requests in the throughput scenarios.
+    #[arg(long, default_value_t = 256)]
+    concurrency: usize,
+    /// Rounds of the hot-event scenario (a new event each round).
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
+    /// Largest number of subscribers for the push scenario.
+    #[arg(long, default_value_t = 1000)]
+    max_subscribers: usize,
+}
+
+struct Server {
+    child: Option<Child>,
+    base: String,
+    _dir: Option<PathBuf>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if let Some(dir) = &self._dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+impl Server {
+    fn rss_kib(&self) -> Option<u64> {
+        let pid = self.child.as_ref()?.id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()
+    }
+}
+
+async fn start(args: &Args) -> anyhow::Result<Server> {
+    if let Some(base) = &args.base {
+        return Ok(Server { child: None, base: base.clone(), _dir: None });
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let dir = std::env::temp_dir().join(format!("guichet-load-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let child = Command::new(&args.guichet)
+        .arg("serve")
+        .env("GUICHET_LISTEN", format!("127.0.0.1:{port}"))
+        .env("GUICHET_DATA_DIR", &dir)
+        .env("GUICHET_ADMIN_EMAIL", &args.admin_email)
+        .env("GUICHET_ADMIN_PASSWORD", &args.admin_password)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {}", args.guichet.display()))?;
+    let server =
+        Server { child: Some(child), base: format!("http://127.0.0.1:{port}"), _dir: Some(dir) };
+    let http = reqwest::Client::new();
+    for _ in 0..600 {
+        if http
+            .get(format!("{}/healthz", server.base))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            return Ok(server);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("server did not become healthy")
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// Runs `total` jobs with `concurrency` workers; returns the elapsed time and each latency.
+async fn closed_loop<F, Fut>(
+    total: usize,
+    concurrency: usize,
+    job: F,
+) -> anyhow::Result<(Duration, Vec<Duration>)>
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
+{
+    let next = Arc::new(AtomicUsize::new(0));
+    let job = Arc::new(job);
+    let started = Instant::now();
+    let workers: Vec<_> = (0..concurrency.min(total.max(1)))
+        .map(|_| {
+            let next = next.clone();
+            let job = job.clone();
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= total {
+                        return Ok::<_, anyhow::Error>(latencies);
+                    }
+                    let t = Instant::now();
+                    job(i).await?;
+                    latencies.push(t.elapsed());
+                }
+            })
+        })
+        .collect();
+    let mut all = Vec::with_capacity(total);
+    for w in workers {
+        all.extend(w.await??);
+    }
+    let elapsed = started.elapsed();
+    all.sort();
+    Ok((elapsed, all))
+}
+
+async fn create_agenda(admin: &GraphqlClient, slug: &str) -> anyhow::Result<String> {
+    let r = admin
+        .request(
+            "mutation($s: String!) { createAgenda(input: { slug: $s, label: $s, kind: EVENTS }) { id } }",
+            json!({ "s": slug }),
+        )
+        .await?;
+    r.data()["createAgenda"]["id"]
+        .as_str()
+        .map(str::to_owned)
+        .with_context(|| format!("createAgenda: {}", r.body))
+}
+
+async fn create_event(admin: &GraphqlClient, agenda: &str, places: i32) -> anyhow::Result<String> {
+    let starts = jiff_free_tomorrow();
+    let r = admin
+        .request(
+            "mutation($a: ID!, $t: DateTime!, $p: Int!) { createEvent(input: { agendaId: $a, label: \"Load\", startsAt: $t, places: $p }) { id } }",
+            json!({ "a": agenda, "t": starts, "p": places }),
+        )
+        .await?;
+    r.data()["createEvent"]["id"]
+        .as_str()
+        .map(str::to_owned)
+        .with_context(|| format!("createEvent: {}", r.body))
+}
+
+/// An RFC 3339 instant about two days from now, without a date library.
+fn jiff_free_tomorrow() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs()
+        + 2 * 86_400;
+    let days = secs / 86_400;
+    // Civil-from-days (Howard Hinnant), enough for a timestamp in UTC.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}T10:00:00Z")
+}
+
+const BOOK: &str = "mutation($ids: [ID!]!) { bookEvents(input: { eventIds: $ids }) { id } }";
+
+async fn book(client: &GraphqlClient, event: &str) -> anyhow::Result<()> {
+    let r = client.request(BOOK, json!({ "ids": [event] })).await?;
+    if !r.is_ok() {
+        bail!("booking failed: {}", r.body);
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let server = start(&args).await?;
+    let base = server.base.clone();
+    let anon = GraphqlClient::new(&base);
+    let admin = anon.login(&args.admin_email, &args.admin_password).await?;
+    let mut rows: Vec<(String, String)> = Vec::new();
+    let rss_idle = server.rss_kib();
+
+    // Ceiling: a trivial query, same client, same concurrency.
+    let c = anon.clone();
+    let (elapsed, lat) = closed_loop(20_000, args.concurrency, move |_| {
+        let c = c.clone();
+        async move {
+            let r = c.request("{ __typename }", json!({})).await?;
+            if !r.is_ok() {
+                bail!("{}", r.body);
+            }
+            Ok(())
+        }
+    })
+    .await?;
+    let ceiling = 20_000.0 / elapsed.as_secs_f64();
+    rows.push((
+        "trivial query `{ __typename }` (ceiling)".into(),
+        format!(
+            "{ceiling:.0}/s, p50 {} p99 {}",
+            ms(percentile(&lat, 50.0)),
+            ms(percentile(&lat, 99.0))
+        ),
+    ));
+
+    eprintln!("registering {} citizens...", args.users);
+    let (_, _) = closed_loop(args.users, 4, {
+        let anon = anon.clone();
+        move |i| {
+            let anon = anon.clone();
+            async move {
+                anon.register(&format!("load-{i}@citoyens.test"), "load-password", "Load", "Test")
+                    .await?;
+                Ok(())
+            }
+        }
+    })
+    .await?;
+    let mut users = Vec::with_capacity(args.users);
+    for i in 0..args.users {
+        users.push(anon.login(&format!("load-{i}@citoyens.test"), "load-password").await?);
+    }
+    let users = Arc::new(users);
+
+    // Hot event: every citizen books the same event, a new event each round.
+    let agenda = create_agenda(&admin, "load-hot").await?;
+    let mut hot_rates = Vec::new();
+    for _ in 0..args.rounds {
+        let event = create_event(&admin, &agenda, 1_000_000).await?;
+        let u = users.clone();
+        let (elapsed, _) = closed_loop(u.len(), args.concurrency, move |i| {
+            let u = u.clone();
+            let e = event.clone();
+            async move { book(&u[i], &e).await }
+        })
+        .await?;
+        hot_rates.push(users.len() as f64 / elapsed.as_secs_f64());
+    }
+    hot_rates.sort_by(f64::total_cmp);
+    let hot = hot_rates[hot_rates.len() / 2];
+    rows.push((
+        format!(
+            "durable bookings, one hot event ({} bookers × {} rounds, median)",
+            users.len(),
+            args.rounds
+        ),
+        format!("{hot:.0}/s ({:.2} × ceiling)", hot / ceiling),
+    ));
+
+    // Spread: 100 events over 10 agendas; each booking goes to the next event.
+    let mut events = Vec::new();
+    for a in 0..10 {
+        let agenda = create_agenda(&admin, &format!("load-spread-{a}")).await?;
+        for _ in 0..10 {
+            events.push(create_event(&admin, &agenda, 1_000_000).await?);
+        }
+    }
+    let events = Arc::new(events);
+    let total = users.len() * 5;
+    let (u, ev) = (users.clone(), events.clone());
+    let (elapsed, _) = closed_loop(total, args.concurrency, move |i| {
+        let (u, ev) = (u.clone(), ev.clone());
+        // Each citizen books five different events.
+        async move { book(&u[i % u.len()], &ev[(i / u.len() * 20 + i) % ev.len()]).await }
+    })
+    .await?;
+    let spread = total as f64 / elapsed.as_secs_f64();
+    rows.push((
+        format!("durable bookings spread over 100 events ({total} bookings)"),
+        format!("{spread:.0}/s ({:.2} × ceiling)", spread / ceiling),
+    ));
+
+    // Latency at half the hot-event rate, open loop.
+    let half = (hot / 2.0).max(1.0);
+    let event = create_event(&admin, &agenda, 1_000_000).await?;
+    let n = users.len();
+    let interval = Duration::from_secs_f64(1.0 / half);
+    let mut tasks = Vec::with_capacity(n);
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    for i in 0..n {
+        tick.tick().await;
+        let (u, e) = (users.clone(), event.clone());
+        tasks.push(tokio::spawn(async move {
+            let t = Instant::now();
+            book(&u[i], &e).await.map(|()| t.elapsed())
+        }));
+    }
+    let mut lat = Vec::with_capacity(n);
+    for t in tasks {
+        lat.push(t.await??);
+    }
+    lat.sort();
+    rows.push((
+        format!("booking latency at half load ({half:.0}/s, {n} bookings)"),
+        format!("p50 {} p99 {}", ms(percentile(&lat, 50.0)), ms(percentile(&lat, 99.0))),
+    ));
+
+    // Fill-level push: request sent → every subscriber received (an upper bound of commit →
+    // subscriber, since the commit happens within the request).
+    let mut counts = vec![1usize, 100, args.max_subscribers];
+    counts.dedup();
+    let mut rss_before_subs = None;
+    for &subs in &counts {
+        let event = create_event(&admin, &agenda, 1_000_000).await?;
+        let mut sockets = Vec::with_capacity(subs);
+        if subs == args.max_subscribers {
+            rss_before_subs = server.rss_kib();
+        }
+        for _ in 0..subs {
+            let mut ws = WsClient::connect(&base, WsProtocol::TransportWs, None).await?;
+            ws.subscribe(
+                "f",
+                "subscription($id: ID!) { eventFillLevel(eventId: $id) { bookedPlaces seq } }",
+                json!({ "id": event }),
+            )
+            .await?;
+            ws.next_data("f", Duration::from_secs(30)).await?;
+            sockets.push(ws);
+        }
+        if subs == args.max_subscribers
+            && let (Some(before), Some(after)) = (rss_before_subs, server.rss_kib())
+        {
+            let per = (after.saturating_sub(before)) as f64 * 1024.0 / subs as f64;
+            rows.push((
+                format!("resident memory per open idle subscription ({subs} websockets)"),
+                format!("{:.1} KB", per / 1000.0),
+            ));
+        }
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(usize, u64, Instant)>();
+        let mut readers = Vec::new();
+        for (k, mut ws) in sockets.into_iter().enumerate() {
+            let tx = tx.clone();
+            readers.push(tokio::spawn(async move {
+                for _ in 0..50 {
+                    let Ok(p) = ws.next_data("f", Duration::from_secs(30)).await else { break };
+                    let booked =
+                        p["data"]["eventFillLevel"]["bookedPlaces"].as_u64().unwrap_or_default();
+                    let _ = tx.send((k, booked, Instant::now()));
+                }
+                ws
+            }));
+        }
+        drop(tx);
+        let mut sent = Vec::new();
+        for i in 0..50 {
+            let t = Instant::now();
+            book(&users[i], &event).await?;
+            sent.push(t);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let mut lat = Vec::new();
+        while let Some((_, booked, at)) = rx.recv().await {
+            if let Some(sent_at) = sent.get((booked as usize).saturating_sub(1)) {
+                lat.push(at.saturating_duration_since(*sent_at));
+            }
+        }
+        for r in readers {
+            let _ = r.await;
+        }
+        lat.sort();
+        rows.push((
+            format!("fill-level push to {subs} subscriber(s), 50 bookings"),
+            format!("p50 {} p99 {}", ms(percentile(&lat, 50.0)), ms(percentile(&lat, 99.0))),
+        ));
+    }
+    if let Some(idle) = rss_idle {
+        rows.insert(
+            0,
+            ("resident memory, idle after start".into(), format!("{:.1} MB", idle as f64 / 1024.0)),
+        );
+    }
+
+    println!("| measure | result |\n|---|---|");
+    for (k, v) in rows {
+        println!("| {k} | {v} |");
+    }
+    Ok(())
+}

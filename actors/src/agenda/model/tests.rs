@@ -41,7 +41,12 @@ fn ledger(places: i64, waiting: i64, auto_promote: bool, thresholds: &[u8]) -> (
 
 fn req(events: &[EventId]) -> BookRequest {
     let who = AccountId::new();
-    BookRequest { event_ids: events.to_vec(), account_id: who, booked_by: who, may_see_unpublished: false }
+    BookRequest {
+        event_ids: events.to_vec(),
+        account_id: who,
+        booked_by: who,
+        may_see_unpublished: false,
+    }
 }
 
 /// Applies one batch and makes it current, as the actor does after a successful write.
@@ -57,10 +62,12 @@ fn commit(l: &mut Ledger, done: (Vec<EventState>, Effects)) -> Effects {
 fn places_then_waiting_list_then_full() {
     let (mut l, e) = ledger(2, 1, false, &[]);
     let mut w = l.working();
-    let statuses: Vec<_> = (0..4)
-        .map(|_| w.book(&req(&[e]), now(), BookingId::new).map(|v| v[0].status))
-        .collect();
-    { let done = w.finish(); commit(&mut l, done) };
+    let statuses: Vec<_> =
+        (0..4).map(|_| w.book(&req(&[e]), now(), BookingId::new).map(|v| v[0].status)).collect();
+    {
+        let done = w.finish();
+        commit(&mut l, done)
+    };
     assert_eq!(
         statuses,
         vec![
@@ -94,8 +101,14 @@ fn multi_event_booking_is_all_or_nothing() {
     let full_id = full.id;
     l.put_event(full);
     let mut w = l.working();
-    assert_eq!(w.book(&req(&[open, full_id]), now(), BookingId::new), Err(AgendaError::Full(full_id)));
-    let effects = { let done = w.finish(); commit(&mut l, done) };
+    assert_eq!(
+        w.book(&req(&[open, full_id]), now(), BookingId::new),
+        Err(AgendaError::Full(full_id))
+    );
+    let effects = {
+        let done = w.finish();
+        commit(&mut l, done)
+    };
     assert!(effects.is_empty());
     assert_eq!(l.events[&open].confirmed, 0);
 }
@@ -109,7 +122,10 @@ fn refusals_change_nothing() {
     assert_eq!(w.book(&r, now(), BookingId::new), Err(AgendaError::AlreadyBooked(e)));
     assert!(matches!(w.book(&req(&[e, e]), now(), BookingId::new), Err(AgendaError::Invalid(_))));
     let unknown = EventId::new();
-    assert_eq!(w.book(&req(&[unknown]), now(), BookingId::new), Err(AgendaError::EventNotFound(unknown)));
+    assert_eq!(
+        w.book(&req(&[unknown]), now(), BookingId::new),
+        Err(AgendaError::EventNotFound(unknown))
+    );
     let later = now() + SignedDuration::from_hours(49);
     assert_eq!(w.book(&req(&[e]), later, BookingId::new), Err(AgendaError::EventStarted(e)));
     let (events, effects) = w.finish();
@@ -135,10 +151,16 @@ fn cancellation_promotes_automatically_when_the_agenda_says_so() {
         let mut w = l.working();
         let first = w.book(&req(&[e]), now(), BookingId::new).unwrap()[0].clone();
         let second = w.book(&req(&[e]), now(), BookingId::new).unwrap()[0].clone();
-        { let done = w.finish(); commit(&mut l, done) };
+        {
+            let done = w.finish();
+            commit(&mut l, done)
+        };
         let mut w = l.working();
         let (cancelled, promoted) = w.cancel(first.id, now()).unwrap();
-        { let done = w.finish(); commit(&mut l, done) };
+        {
+            let done = w.finish();
+            commit(&mut l, done)
+        };
         assert_eq!(cancelled.status, BookingStatus::Cancelled);
         let event = &l.events[&e];
         if auto {
@@ -163,22 +185,43 @@ fn each_threshold_crossing_sends_one_mail_and_dropping_below_rearms_it() {
     for _ in 0..10 {
         let mut w = l.working();
         ids.push(w.book(&req(&[e]), now(), BookingId::new).unwrap()[0].id);
-        mails.extend({ let done = w.finish(); commit(&mut l, done) }.mails);
+        mails.extend(
+            {
+                let done = w.finish();
+                commit(&mut l, done)
+            }
+            .mails,
+        );
     }
     let subjects: Vec<_> = mails.iter().map(|m| m.subject.clone()).collect();
     assert_eq!(subjects.len(), 3, "{subjects:?}");
-    assert!(subjects[0].contains("50%") && subjects[1].contains("90%") && subjects[2].contains("Full"));
+    assert!(
+        subjects[0].contains("50%") && subjects[1].contains("90%") && subjects[2].contains("Full")
+    );
     // Dropping to 80% re-arms 90 and 100; climbing back sends them again, and 50 stays quiet.
     for id in &ids[..2] {
         let mut w = l.working();
         w.cancel(*id, now()).unwrap();
-        assert!({ let done = w.finish(); commit(&mut l, done) }.mails.is_empty());
+        assert!(
+            {
+                let done = w.finish();
+                commit(&mut l, done)
+            }
+            .mails
+            .is_empty()
+        );
     }
     let mut again = Vec::new();
     for _ in 0..2 {
         let mut w = l.working();
         w.book(&req(&[e]), now(), BookingId::new).unwrap();
-        again.extend({ let done = w.finish(); commit(&mut l, done) }.mails);
+        again.extend(
+            {
+                let done = w.finish();
+                commit(&mut l, done)
+            }
+            .mails,
+        );
     }
     assert_eq!(again.len(), 2);
 }
@@ -190,7 +233,10 @@ fn a_batch_crossing_several_thresholds_sends_each_once() {
     for _ in 0..4 {
         w.book(&req(&[e]), now(), BookingId::new).unwrap();
     }
-    let effects = { let done = w.finish(); commit(&mut l, done) };
+    let effects = {
+        let done = w.finish();
+        commit(&mut l, done)
+    };
     assert_eq!(effects.mails.len(), 3);
     assert_eq!(effects.touched.len(), 1);
 }
@@ -227,7 +273,15 @@ fn bad_agenda_and_event_input_is_refused() {
         url: None,
         publication_at: None,
     };
-    for bad in [event(-1, 0, None), event(1, -1, None), event(1, 0, Some(now())), event(MAX_PLACES + 1, 0, None)] {
-        assert!(matches!(bad.validate(EventId::new(), AgendaId::new()), Err(AgendaError::Invalid(_))));
+    for bad in [
+        event(-1, 0, None),
+        event(1, -1, None),
+        event(1, 0, Some(now())),
+        event(MAX_PLACES + 1, 0, None),
+    ] {
+        assert!(matches!(
+            bad.validate(EventId::new(), AgendaId::new()),
+            Err(AgendaError::Invalid(_))
+        ));
     }
 }
