@@ -36,6 +36,12 @@ pub struct Config {
     /// SurrealDB endpoint overriding the embedded one: `mem://`, `ws://host:port`.
     #[arg(long, env = "GUICHET_DB")]
     pub db: Option<String>,
+    /// Root user of that SurrealDB server, if it requires authentication.
+    #[arg(long, env = "GUICHET_DB_USER")]
+    pub db_user: Option<String>,
+    /// Its password.
+    #[arg(long, env = "GUICHET_DB_PASSWORD", hide_env_values = true)]
+    pub db_password: Option<String>,
     /// SMTP server, `smtp://[user:pass@]host:port[?tls=required]` or `smtps://...`; without it,
     /// mail stays in the outbox and is logged.
     #[arg(long, env = "GUICHET_SMTP_URL", hide_env_values = true)]
@@ -79,6 +85,8 @@ impl Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             data_dir,
             db: None,
+            db_user: None,
+            db_password: None,
             smtp_url: None,
             mail_from: "Guichet <noreply@guichet.localhost>".into(),
             admin_email: "admin@guichet.localhost".into(),

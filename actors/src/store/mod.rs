@@ -98,7 +98,19 @@ impl Store {
     /// Opens `endpoint` (`mem://`, `surrealkv://path?sync=every`, `ws://host:port`) and makes sure
     /// the schema exists.
     pub async fn open(endpoint: &str) -> Result<Self, StoreError> {
+        Self::open_as(endpoint, None).await
+    }
+
+    /// Like [`Store::open`], signing in as a root user first (a SurrealDB server with
+    /// authentication).
+    pub async fn open_as(
+        endpoint: &str,
+        root: Option<(String, String)>,
+    ) -> Result<Self, StoreError> {
         let db = connect(endpoint).await?;
+        if let Some((username, password)) = root {
+            db.signin(surrealdb::opt::auth::Root { username, password }).await?;
+        }
         db.query(format!(
             "DEFINE NAMESPACE IF NOT EXISTS {NAMESPACE}; USE NS {NAMESPACE}; DEFINE DATABASE IF NOT EXISTS {DATABASE};"
         ))
