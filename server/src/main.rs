@@ -26,7 +26,7 @@ fn main() -> anyhow::Result<()> {
                 .enable_all()
                 .thread_stack_size(THREAD_STACK)
                 .build()?;
-            runtime.block_on(server::run(config))
+            runtime.block_on(server::run(*config))
         }
     }
 }
