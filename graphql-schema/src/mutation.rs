@@ -4,12 +4,12 @@ use actors::Services;
 use actors::access::{Action, Roles};
 use actors::account::NewAccount;
 use actors::agenda::model::{BookRequest, FillNotifications, NewAgenda, NewEvent};
-use actors::ids::{AccountId, AgendaId, BookingId, EventId};
+use actors::ids::{AccountId, AgendaId, EventId};
 use async_graphql::{Context, ID, Object};
 
 use crate::context::Caller;
 use crate::error::{BadInput, GqlResultExt};
-use crate::query::parse_id;
+use crate::query::{owned_booking, parse_id};
 use crate::scalars::DateTime;
 use crate::types::{
     Agenda, BookEventsInput, Booking, CreateAccountInput, CreateAgendaInput, CreateEventInput,
@@ -238,15 +238,7 @@ impl AgendaMutation {
     /// first waiting-list booking takes the freed place.
     async fn cancel_booking(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Booking> {
         let services = ctx.data::<Services>()?;
-        let caller = ctx.data::<Caller>()?;
-        caller.account()?;
-        let booking =
-            services.agendas.booking(parse_id::<BookingId>(&id, "booking")?).await.gql()?;
-        let handle = services.agendas.get(booking.agenda_id).await.gql()?;
-        caller.may(Action::CancelBooking {
-            agenda_services: &handle.settings().services,
-            owner: booking.account_id,
-        })?;
+        let booking = owned_booking(ctx, &id).await?;
         let (cancelled, _) = services.agendas.cancel(&booking).await.gql()?;
         Ok(Booking::from(&cancelled))
     }

@@ -5,6 +5,7 @@ use std::str::FromStr;
 use actors::Services;
 use actors::access::Action;
 use actors::agenda::AgendaHandle;
+use actors::agenda::model::BookingView;
 use actors::ids::{AgendaId, BookingId, EventId};
 use async_graphql::{Context, ID, Object};
 use jiff::Timestamp;
@@ -60,6 +61,24 @@ pub(crate) async fn read_event(
     Ok((handle, Event::from_view(view, with_bookings)))
 }
 
+/// A booking that the caller owns or manages (agents of its agenda): the ones they may read and
+/// cancel.
+pub(crate) async fn owned_booking(
+    ctx: &Context<'_>,
+    id: &ID,
+) -> async_graphql::Result<BookingView> {
+    let services = ctx.data::<Services>()?;
+    let caller = ctx.data::<Caller>()?;
+    caller.account()?;
+    let booking = services.agendas.booking(parse_id::<BookingId>(id, "booking")?).await.gql()?;
+    let handle = services.agendas.get(booking.agenda_id).await.gql()?;
+    caller.may(Action::CancelBooking {
+        agenda_services: &handle.settings().services,
+        owner: booking.account_id,
+    })?;
+    Ok(booking)
+}
+
 /// Queries about accounts.
 #[derive(Default)]
 pub struct AccountQuery;
@@ -110,17 +129,7 @@ impl AgendaQuery {
 
     /// One booking: its owner and the agents of its agenda may read it.
     async fn booking(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Booking> {
-        let services = ctx.data::<Services>()?;
-        let caller = ctx.data::<Caller>()?;
-        caller.account()?;
-        let booking =
-            services.agendas.booking(parse_id::<BookingId>(&id, "booking")?).await.gql()?;
-        let handle = services.agendas.get(booking.agenda_id).await.gql()?;
-        caller.may(Action::CancelBooking {
-            agenda_services: &handle.settings().services,
-            owner: booking.account_id,
-        })?;
-        Ok(Booking::from(&booking))
+        Ok(Booking::from(&owned_booking(ctx, &id).await?))
     }
 
     /// The outgoing mail queue, newest first (administrators).

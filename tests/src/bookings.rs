@@ -19,19 +19,10 @@ fn hundreds_of_citizens_rush_for_the_last_places() {
         let event_id = create_event(&admin, &agenda, places as i32, waiting as i32).await;
         let people = citizens(&server.client(), rush, "rush").await;
 
-        let tasks: Vec<_> = people
-            .into_iter()
-            .map(|(client, _)| {
-                let id = event_id.clone();
-                tokio::spawn(
-                    async move { client.request(BOOK, json!({ "ids": [id] })).await.unwrap() },
-                )
-            })
-            .collect();
+        let responses = book_all(people.into_iter().map(|(c, _)| c).collect(), &event_id).await;
         let mut acknowledged = BTreeSet::new();
         let (mut confirmed, mut on_list, mut full) = (0, 0, 0);
-        for t in tasks {
-            let r = t.await.unwrap();
+        for r in responses {
             match r.error_code() {
                 None => {
                     let booking = &r.data()["bookEvents"][0];
@@ -86,18 +77,7 @@ fn a_subscriber_sees_the_fill_level_rise_to_the_truth() {
             assert_eq!(first["data"]["eventFillLevel"]["bookedPlaces"], 0);
         }
 
-        let tasks: Vec<_> = people
-            .into_iter()
-            .map(|(client, _)| {
-                let id = event_id.clone();
-                tokio::spawn(
-                    async move { client.request(BOOK, json!({ "ids": [id] })).await.unwrap() },
-                )
-            })
-            .collect();
-        for t in tasks {
-            t.await.unwrap();
-        }
+        book_all(people.into_iter().map(|(c, _)| c).collect(), &event_id).await;
         let truth = event(&admin, &event_id).await;
         assert_eq!(
             (truth["bookedPlaces"].as_i64(), truth["waitingListBooked"].as_i64()),

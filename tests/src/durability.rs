@@ -57,16 +57,9 @@ fn sigkill_after_acknowledgements_loses_no_booking() {
         let agenda = create_agenda(&admin, "crash", &[], &[]).await;
         let event_id = create_event(&admin, &agenda, 30, 0).await;
         let people = citizens(&client, 20, "crash").await;
-        let tasks: Vec<_> = people
-            .into_iter()
-            .map(|(c, _)| {
-                let id = event_id.clone();
-                tokio::spawn(async move { c.request(BOOK, json!({ "ids": [id] })).await.unwrap() })
-            })
-            .collect();
+        let responses = book_all(people.into_iter().map(|(c, _)| c).collect(), &event_id).await;
         let mut acknowledged = Vec::new();
-        for t in tasks {
-            let r = t.await.unwrap();
+        for r in responses {
             assert!(r.is_ok(), "{}", r.body);
             acknowledged.push(r.data()["bookEvents"][0]["id"].as_str().unwrap().to_owned());
         }

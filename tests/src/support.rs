@@ -159,6 +159,22 @@ pub async fn create_event(
 pub const BOOK: &str =
     "mutation($ids: [ID!]!) { bookEvents(input: { eventIds: $ids }) { id status eventId } }";
 
+/// Every client books `event` at once; the responses in client order.
+pub async fn book_all(people: Vec<GraphqlClient>, event: &str) -> Vec<clients::Response> {
+    let tasks: Vec<_> = people
+        .into_iter()
+        .map(|client| {
+            let id = event.to_owned();
+            tokio::spawn(async move { client.request(BOOK, json!({ "ids": [id] })).await.unwrap() })
+        })
+        .collect();
+    let mut responses = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        responses.push(t.await.unwrap());
+    }
+    responses
+}
+
 pub async fn event(client: &GraphqlClient, id: &str) -> Value {
     let r = client
         .request(
