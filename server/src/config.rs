@@ -67,6 +67,10 @@ pub struct Config {
     /// Seconds a websocket may wait before `connection_init`.
     #[arg(long, env = "GUICHET_WS_INIT_TIMEOUT_SECS", default_value_t = 10)]
     pub ws_init_timeout_secs: u32,
+    /// Origins of browser front ends allowed to call the API (comma-separated; `*` for any).
+    /// Tokens travel in headers, never cookies, so allowing an origin lends it no ambient rights.
+    #[arg(long, env = "GUICHET_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
     /// Log as JSON lines instead of text.
     #[arg(long, env = "GUICHET_LOG_JSON")]
     pub log_json: bool,
@@ -95,6 +99,7 @@ impl Config {
             session_idle_secs: 7200,
             session_max_secs: 43200,
             ws_init_timeout_secs: 3,
+            cors_origins: Vec::new(),
             log_json: false,
         }
     }

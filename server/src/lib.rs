@@ -60,6 +60,7 @@ pub struct App {
     state: AppState,
     shutdown_tx: watch::Sender<bool>,
     mailer: tokio::task::JoinHandle<()>,
+    cors_origins: Vec<String>,
 }
 
 impl App {
@@ -100,7 +101,7 @@ impl App {
             shutdown,
             ws_init_timeout_secs: config.ws_init_timeout_secs,
         };
-        Ok(Self { state, shutdown_tx, mailer })
+        Ok(Self { state, shutdown_tx, mailer, cors_origins: config.cors_origins.clone() })
     }
 
     /// The shared state (for tests and tools).
@@ -115,7 +116,7 @@ impl App {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let router = routes::router(self.state.clone());
+        let router = routes::router(self.state.clone(), &self.cors_origins);
         let shutdown_tx = self.shutdown_tx.clone();
         let signal = async move {
             shutdown.await;

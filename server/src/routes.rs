@@ -14,6 +14,7 @@ use axum::routing::get;
 use graphql_schema::Caller;
 use graphql_schema::error::ensure_code;
 use serde::Deserialize;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::guard::{self, GuardError};
 use crate::{AppState, ws};
@@ -22,13 +23,37 @@ use crate::{AppState, ws};
 pub const BODY_LIMIT: usize = 256 * 1024;
 
 /// The router of the whole server.
-pub fn router(state: AppState) -> Router {
-    Router::new()
+pub fn router(state: AppState, cors_origins: &[String]) -> Router {
+    let router = Router::new()
         .route("/graphql", get(graphql_get).post(graphql_post))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .with_state(state)
+        .with_state(state);
+    match cors(cors_origins) {
+        Some(layer) => router.layer(layer),
+        None => router,
+    }
+}
+
+/// Cross-origin access for browser front ends on other origins.
+fn cors(origins: &[String]) -> Option<CorsLayer> {
+    let origins: Vec<&str> = origins.iter().map(|o| o.trim()).filter(|o| !o.is_empty()).collect();
+    if origins.is_empty() {
+        return None;
+    }
+    let allow = if origins.contains(&"*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([Method::GET, Method::POST])
+            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT])
+            .max_age(std::time::Duration::from_secs(3600)),
+    )
 }
 
 /// A JSON error response in the GraphQL shape, with a code.

@@ -231,3 +231,29 @@ fn shutdown_closes_websockets_cleanly() {
         );
     });
 }
+
+#[test]
+fn browser_front_ends_on_allowed_origins_get_cors_headers() {
+    run(async {
+        let server =
+            TestServer::start_with(|c| c.cors_origins = vec!["https://portail.ville.test".into()])
+                .await;
+        let http = reqwest::Client::new();
+        let url = format!("{}/graphql", server.base);
+        let preflight = |origin: &'static str| {
+            http.request(reqwest::Method::OPTIONS, &url)
+                .header("origin", origin)
+                .header("access-control-request-method", "POST")
+                .header("access-control-request-headers", "authorization, content-type")
+                .send()
+        };
+        let allowed = preflight("https://portail.ville.test").await.unwrap();
+        assert_eq!(
+            allowed.headers().get("access-control-allow-origin").and_then(|v| v.to_str().ok()),
+            Some("https://portail.ville.test")
+        );
+        let other = preflight("https://evil.test").await.unwrap();
+        assert!(other.headers().get("access-control-allow-origin").is_none());
+        server.stop().await;
+    });
+}

@@ -346,7 +346,11 @@ async fn main() -> anyhow::Result<()> {
 
     // Fill-level push: request sent → every subscriber received (an upper bound of commit →
     // subscriber, since the commit happens within the request).
-    let mut counts = vec![1usize, 100, args.max_subscribers];
+    let mut counts: Vec<usize> = [1usize, 100, args.max_subscribers]
+        .into_iter()
+        .filter(|n| *n <= args.max_subscribers)
+        .collect();
+    counts.sort_unstable();
     counts.dedup();
     let mut rss_before_subs = None;
     for &subs in &counts {
@@ -375,12 +379,13 @@ async fn main() -> anyhow::Result<()> {
                 format!("{:.1} KB", per / 1000.0),
             ));
         }
+        let pushes = 50.min(users.len());
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(usize, u64, Instant)>();
         let mut readers = Vec::new();
         for (k, mut ws) in sockets.into_iter().enumerate() {
             let tx = tx.clone();
             readers.push(tokio::spawn(async move {
-                for _ in 0..50 {
+                for _ in 0..pushes {
                     let Ok(p) = ws.next_data("f", Duration::from_secs(30)).await else { break };
                     let booked =
                         p["data"]["eventFillLevel"]["bookedPlaces"].as_u64().unwrap_or_default();
@@ -391,9 +396,9 @@ async fn main() -> anyhow::Result<()> {
         }
         drop(tx);
         let mut sent = Vec::new();
-        for i in 0..50 {
+        for user in users.iter().take(pushes) {
             let t = Instant::now();
-            book(&users[i], &event).await?;
+            book(user, &event).await?;
             sent.push(t);
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -408,7 +413,7 @@ async fn main() -> anyhow::Result<()> {
         }
         lat.sort();
         rows.push((
-            format!("fill-level push to {subs} subscriber(s), 50 bookings"),
+            format!("fill-level push to {subs} subscriber(s), {pushes} bookings 20 ms apart"),
             format!("p50 {} p99 {}", ms(percentile(&lat, 50.0)), ms(percentile(&lat, 99.0))),
         ));
     }
