@@ -132,6 +132,19 @@ impl AgendaQuery {
         Ok(Booking::from(&owned_booking(ctx, &id).await?))
     }
 
+    /// The caller's bookings, newest first (at most 500); cancelled ones only when asked.
+    async fn my_bookings(
+        &self,
+        ctx: &Context<'_>,
+        include_cancelled: Option<bool>,
+    ) -> async_graphql::Result<Vec<Booking>> {
+        let include_cancelled = include_cancelled.unwrap_or(false);
+        let services = ctx.data::<Services>()?;
+        let me = ctx.data::<Caller>()?.account()?;
+        let bookings = services.agendas.bookings_of(me, include_cancelled).await.gql()?;
+        Ok(bookings.iter().map(Booking::from).collect())
+    }
+
     /// The outgoing mail queue, newest first (administrators).
     async fn outbox(
         &self,

@@ -167,6 +167,14 @@ fn cancelling_frees_the_place_and_promotes_the_waiting_list() {
         assert_eq!(after["bookings"][0]["status"], "CONFIRMED");
         let again = people[0].0.request(cancel, json!({ "id": bookings[0] })).await.unwrap();
         assert_eq!(again.error_code(), Some("NOT_FOUND"));
+        // Citizens list their own bookings, cancelled ones on request.
+        let mine = "query($all: Boolean) { myBookings(includeCancelled: $all) { id status } }";
+        let active = people[0].0.request(mine, json!({ "all": false })).await.unwrap();
+        assert_eq!(active.data()["myBookings"], json!([]), "{}", active.body);
+        let all = people[0].0.request(mine, json!({ "all": true })).await.unwrap();
+        assert_eq!(all.data()["myBookings"][0]["status"], "CANCELLED");
+        let promoted = people[1].0.request(mine, json!({})).await.unwrap();
+        assert_eq!(promoted.data()["myBookings"][0]["status"], "CONFIRMED", "{}", promoted.body);
         server.stop().await;
     });
 }

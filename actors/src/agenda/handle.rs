@@ -16,7 +16,7 @@ use super::model::{
     AgendaError, AgendaSettings, BookRequest, BookingView, EventState, FillLevel, NewAgenda,
     NewEvent,
 };
-use crate::ids::{AgendaId, BookingId, EventId};
+use crate::ids::{AccountId, AgendaId, BookingId, EventId};
 use crate::live::LiveHub;
 use crate::mail::MailNotifier;
 use crate::metrics::ActorMetrics;
@@ -319,6 +319,19 @@ impl AgendaRegistry {
     /// A booking as stored (to check who owns it before cancelling).
     pub async fn booking(&self, id: BookingId) -> Result<BookingView, AgendaError> {
         self.inner.store.booking(id).await.map_err(store_error)?.ok_or(AgendaError::BookingNotFound)
+    }
+
+    /// The bookings of an account, newest first.
+    pub async fn bookings_of(
+        &self,
+        account: AccountId,
+        include_cancelled: bool,
+    ) -> Result<Vec<BookingView>, AgendaError> {
+        self.inner
+            .store
+            .account_bookings(account, include_cancelled, 500)
+            .await
+            .map_err(store_error)
     }
 
     /// Cancels a booking; returns it and the booking promoted in its place, if any.

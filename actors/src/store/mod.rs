@@ -385,6 +385,27 @@ impl Store {
         rec.map(BookingRecord::into_view).transpose()
     }
 
+    /// The bookings of an account, newest first (at most `limit`).
+    pub async fn account_bookings(
+        &self,
+        account: AccountId,
+        include_cancelled: bool,
+        limit: u32,
+    ) -> Result<Vec<BookingView>, StoreError> {
+        let recs: Vec<BookingRecord> = self
+            .rows(
+                "SELECT *, record::id(id) AS id FROM booking WHERE account = $a AND ($all OR status != 'cancelled')
+                 ORDER BY created_us DESC LIMIT $limit",
+                vec![
+                    ("a", account.to_string().into()),
+                    ("all", include_cancelled.into()),
+                    ("limit", limit.into()),
+                ],
+            )
+            .await?;
+        recs.into_iter().map(BookingRecord::into_view).collect()
+    }
+
     /// Writes a batch of agenda changes as one transaction. Each touched event is written only if
     /// its stored version is still the one the batch was based on and its counters stay within
     /// its places, so the database refuses overbooking even with several writers.
