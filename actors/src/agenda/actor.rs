@@ -180,8 +180,16 @@ impl AgendaActor {
             return;
         }
         let store = self.store.clone();
+        let commands = batch.len();
         let write = async move {
+            let started = std::time::Instant::now();
             let result = store.commit_agenda_batch(&changed, &effects, now).await;
+            tracing::debug!(
+                commands,
+                bookings = effects.created.len(),
+                elapsed_us = started.elapsed().as_micros() as u64,
+                "agenda batch written"
+            );
             (result, changed, effects)
         };
         ctx.spawn(write.into_actor(self).map(move |(result, changed, effects), act, ctx| match result {

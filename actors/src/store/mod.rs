@@ -365,10 +365,13 @@ impl Store {
                 vec![("ids", json(&ids)?)],
             )
             .await?;
+        // Bookings are indexed by agenda, not by event: reach them through the events' agendas.
+        let agendas: std::collections::BTreeSet<&str> =
+            events.iter().map(EventRecord::agenda).collect();
         let bookings: Vec<BookingRecord> = self
             .rows(
-                "SELECT *, record::id(id) AS id FROM booking WHERE event IN $ids AND status IN ['confirmed', 'waiting'] ORDER BY created_us",
-                vec![("ids", json(&ids)?)],
+                "SELECT *, record::id(id) AS id FROM booking WHERE agenda IN $agendas AND status IN ['confirmed', 'waiting'] AND event IN $ids ORDER BY created_us",
+                vec![("agendas", json(&agendas)?), ("ids", json(&ids)?)],
             )
             .await?;
         assemble(events, bookings)

@@ -135,6 +135,10 @@ pub(super) struct EventRecord {
 }
 
 impl EventRecord {
+    pub(super) fn agenda(&self) -> &str {
+        &self.agenda
+    }
+
     pub(super) fn from_state(e: &EventState, now: Timestamp) -> Self {
         Self {
             id: e.id.to_string(),

@@ -208,6 +208,23 @@ fn jiff_free_tomorrow() -> String {
     format!("{y:04}-{m:02}-{d:02}T10:00:00Z")
 }
 
+/// Opens `n` websockets, each with one fill-level subscription, past its first message.
+async fn open_subscribers(base: &str, event: &str, n: usize) -> anyhow::Result<Vec<WsClient>> {
+    let mut sockets = Vec::with_capacity(n);
+    for _ in 0..n {
+        let mut ws = WsClient::connect(base, WsProtocol::TransportWs, None).await?;
+        ws.subscribe(
+            "f",
+            "subscription($id: ID!) { eventFillLevel(eventId: $id) { bookedPlaces seq } }",
+            json!({ "id": event }),
+        )
+        .await?;
+        ws.next_data("f", Duration::from_secs(30)).await?;
+        sockets.push(ws);
+    }
+    Ok(sockets)
+}
+
 const BOOK: &str = "mutation($ids: [ID!]!) { bookEvents(input: { eventIds: $ids }) { id } }";
 
 async fn book(client: &GraphqlClient, event: &str) -> anyhow::Result<()> {
@@ -227,6 +244,28 @@ async fn main() -> anyhow::Result<()> {
     let admin = anon.login(&args.admin_email, &args.admin_password).await?;
     let mut rows: Vec<(String, String)> = Vec::new();
     let rss_idle = server.rss_kib();
+
+    // Memory first, on a fresh server: idle subscriptions, each on its own websocket.
+    if rss_idle.is_some() {
+        let agenda = create_agenda(&admin, "load-memory").await?;
+        let event = create_event(&admin, &agenda, 10).await?;
+        let warm = open_subscribers(&base, &event, 50).await?;
+        drop(warm);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let before = server.rss_kib().unwrap_or_default();
+        let idle = open_subscribers(&base, &event, args.max_subscribers).await?;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let after = server.rss_kib().unwrap_or_default();
+        let per_kb = after.saturating_sub(before) as f64 * 1.024 / args.max_subscribers as f64;
+        rows.push((
+            format!(
+                "resident memory per open idle subscription ({} websockets, one subscription each)",
+                args.max_subscribers
+            ),
+            format!("{per_kb:.1} KB"),
+        ));
+        drop(idle);
+    }
 
     // Ceiling: a trivial query, same client, same concurrency.
     let c = anon.clone();
@@ -352,33 +391,9 @@ async fn main() -> anyhow::Result<()> {
         .collect();
     counts.sort_unstable();
     counts.dedup();
-    let mut rss_before_subs = None;
     for &subs in &counts {
         let event = create_event(&admin, &agenda, 1_000_000).await?;
-        let mut sockets = Vec::with_capacity(subs);
-        if subs == args.max_subscribers {
-            rss_before_subs = server.rss_kib();
-        }
-        for _ in 0..subs {
-            let mut ws = WsClient::connect(&base, WsProtocol::TransportWs, None).await?;
-            ws.subscribe(
-                "f",
-                "subscription($id: ID!) { eventFillLevel(eventId: $id) { bookedPlaces seq } }",
-                json!({ "id": event }),
-            )
-            .await?;
-            ws.next_data("f", Duration::from_secs(30)).await?;
-            sockets.push(ws);
-        }
-        if subs == args.max_subscribers
-            && let (Some(before), Some(after)) = (rss_before_subs, server.rss_kib())
-        {
-            let per = (after.saturating_sub(before)) as f64 * 1024.0 / subs as f64;
-            rows.push((
-                format!("resident memory per open idle subscription ({subs} websockets)"),
-                format!("{:.1} KB", per / 1000.0),
-            ));
-        }
+        let sockets = open_subscribers(&base, &event, subs).await?;
         let pushes = 50.min(users.len());
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(usize, u64, Instant)>();
         let mut readers = Vec::new();
