@@ -215,9 +215,9 @@ impl AgendaMutation {
         }
         let event_ids: Vec<EventId> =
             input.event_ids.iter().map(|id| parse_id(id, "event")).collect::<Result<_, _>>()?;
-        let groups = services.agendas.group_by_agenda(&event_ids).await.gql()?;
+        let agendas = services.agendas.agendas_of(&event_ids).await.gql()?;
         let mut may_see_unpublished = true;
-        for (handle, _) in groups.values() {
+        for handle in &agendas {
             let agents = &handle.settings().services;
             caller.may(Action::Book { agenda_services: agents, for_account: owner })?;
             may_see_unpublished &=
@@ -226,11 +226,9 @@ impl AgendaMutation {
         if owner != me {
             services.accounts.get(owner).await.gql()?;
         }
-        let bookings = services
-            .agendas
-            .book(BookRequest { event_ids, account_id: owner, booked_by: me, may_see_unpublished })
-            .await
-            .gql()?;
+        let request =
+            BookRequest { event_ids, account_id: owner, booked_by: me, may_see_unpublished };
+        let bookings = services.agendas.book_in(&agendas, request).await.gql()?;
         Ok(bookings.iter().map(Booking::from).collect())
     }
 

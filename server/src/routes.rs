@@ -109,7 +109,8 @@ fn wants_graphql_response(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.contains("application/graphql-response+json"))
 }
 
-/// Checks a request's text and variables, then parses it once to count aliases.
+/// Checks a request's text and variables, then parses it once to count aliases; the parsed
+/// document is handed to the executor.
 fn check(
     query: &str,
     variables: &serde_json::Value,
@@ -223,10 +224,14 @@ async fn graphql_post(State(state): State<AppState>, headers: HeaderMap, body: B
     };
     let operation =
         operation_name(object.get("operationName").and_then(|n| n.as_str()), doc.as_ref());
-    let request: async_graphql::Request = match serde_json::from_value(value) {
+    let mut request: async_graphql::Request = match serde_json::from_value(value) {
         Ok(r) => r,
         Err(e) => return bad_request(&format!("malformed GraphQL request: {e}")),
     };
+    // The document was parsed to check it: the executor need not parse it again.
+    if let Some(doc) = doc {
+        request.set_parsed_query(doc);
+    }
     let caller = match caller(&state, &headers).await {
         Ok(c) => c,
         Err(response) => return response,
@@ -301,6 +306,9 @@ async fn graphql_get(State(state): State<AppState>, request: axum::extract::Requ
         request = request.operation_name(name);
     }
     request.variables = async_graphql::Variables::from_json(variables);
+    if let Some(doc) = doc {
+        request.set_parsed_query(doc);
+    }
     let caller = match caller(&state, &parts.headers).await {
         Ok(c) => c,
         Err(response) => return response,

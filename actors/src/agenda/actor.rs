@@ -203,7 +203,7 @@ impl AgendaActor {
                 let ids: Vec<EventId> = effects.touched.keys().copied().collect();
                 act.fail(batch, &e, ctx);
                 // The write may or may not have happened: take the store's word for it.
-                act.reload(ids, true, ctx);
+                act.reload(ids, ctx);
             }
         }));
     }
@@ -292,16 +292,14 @@ impl AgendaActor {
         }
     }
 
-    /// Reloads own events from the store. Unless `force`, keeps the cached copy when it is as new.
-    fn reload(&mut self, ids: Vec<EventId>, force: bool, ctx: &mut Context<Self>) {
+    /// Replaces own cached events by the store's copies (after a write whose outcome is unknown).
+    fn reload(&mut self, ids: Vec<EventId>, ctx: &mut Context<Self>) {
         let store = self.store.clone();
         let load = async move { store.events(&ids).await };
         ctx.spawn(load.into_actor(self).map(move |result, act, _| match result {
             Ok(events) => {
                 for e in events {
-                    let newer =
-                        act.ledger.events.get(&e.id).is_none_or(|cur| e.version > cur.version);
-                    if e.agenda_id == act.agenda_id && (force || newer) {
+                    if e.agenda_id == act.agenda_id {
                         act.live.publish_fill_level(e.fill_level());
                         act.ledger.put_event(e);
                     }

@@ -51,17 +51,7 @@ pub struct EventView {
 impl EventView {
     pub(super) fn of(e: &EventState, with_bookings: bool) -> Self {
         let mut bookings: Vec<BookingView> = if with_bookings {
-            e.bookings
-                .values()
-                .map(|b| BookingView {
-                    id: b.id,
-                    event_id: e.id,
-                    agenda_id: e.agenda_id,
-                    account_id: b.account_id,
-                    status: b.status,
-                    created_at: b.created_at,
-                })
-                .collect()
+            e.bookings.values().map(|b| b.view(e.id, e.agenda_id)).collect()
         } else {
             Vec::new()
         };
@@ -292,26 +282,32 @@ impl AgendaRegistry {
         Ok(view)
     }
 
-    /// The agendas of these events, each with the events it owns, in agenda order.
-    pub async fn group_by_agenda(
-        &self,
-        events: &[EventId],
-    ) -> Result<BTreeMap<AgendaId, (AgendaHandle, Vec<EventId>)>, AgendaError> {
-        let mut groups: BTreeMap<AgendaId, (AgendaHandle, Vec<EventId>)> = BTreeMap::new();
+    /// The distinct agendas of these events, in agenda order.
+    pub async fn agendas_of(&self, events: &[EventId]) -> Result<Vec<AgendaHandle>, AgendaError> {
+        let mut handles: BTreeMap<AgendaId, AgendaHandle> = BTreeMap::new();
         for &e in events {
             let handle = self.agenda_of_event(e).await?;
-            groups.entry(handle.settings.id).or_insert_with(|| (handle, Vec::new())).1.push(e);
+            handles.entry(handle.settings.id).or_insert(handle);
         }
-        Ok(groups)
+        Ok(handles.into_values().collect())
     }
 
-    /// Books events, all or none. Events of several agendas are booked in one transaction by the
-    /// actor of the first agenda; the store's version checks keep the other actors consistent.
+    /// Books events, all or none.
     pub async fn book(&self, request: BookRequest) -> Result<Vec<BookingView>, AgendaError> {
-        let groups = self.group_by_agenda(&request.event_ids).await?;
-        let (coordinator, _) = groups
-            .values()
-            .next()
+        let agendas = self.agendas_of(&request.event_ids).await?;
+        self.book_in(&agendas, request).await
+    }
+
+    /// Books events whose agendas (from [`AgendaRegistry::agendas_of`]) are known already. Events
+    /// of several agendas are booked in one transaction by the actor of the first agenda; the
+    /// store's version checks keep the other actors consistent.
+    pub async fn book_in(
+        &self,
+        agendas: &[AgendaHandle],
+        request: BookRequest,
+    ) -> Result<Vec<BookingView>, AgendaError> {
+        let coordinator = agendas
+            .first()
             .ok_or_else(|| AgendaError::Invalid("eventIds cannot be empty".into()))?;
         coordinator.addr.send(BookEvents(request)).await.map_err(unavailable)?
     }

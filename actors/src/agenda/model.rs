@@ -259,6 +259,20 @@ pub struct ActiveBooking {
     pub created_at: Timestamp,
 }
 
+impl ActiveBooking {
+    /// The booking as answered and published, for the event that holds it.
+    pub fn view(&self, event_id: EventId, agenda_id: AgendaId) -> BookingView {
+        BookingView {
+            id: self.id,
+            event_id,
+            agenda_id,
+            account_id: self.account_id,
+            status: self.status,
+            created_at: self.created_at,
+        }
+    }
+}
+
 /// An event with its live counters and active bookings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventState {
@@ -305,6 +319,22 @@ impl EventState {
     /// No booking can be accepted any more, not even on the waiting list.
     pub fn is_full(&self) -> bool {
         self.confirmed >= self.places && self.waiting >= self.waiting_list_places
+    }
+
+    /// Confirms the oldest waiting-list booking, if a place is free.
+    fn promote_next(&mut self) -> Option<ActiveBooking> {
+        if self.confirmed >= self.places {
+            return None;
+        }
+        while let Some(next) = self.waiting_queue.pop_front() {
+            if let Some(b) = self.bookings.get_mut(&next) {
+                b.status = BookingStatus::Confirmed;
+                self.waiting = self.waiting.saturating_sub(1);
+                self.confirmed += 1;
+                return Some(b.clone());
+            }
+        }
+        None
     }
 
     /// The public fill level.
@@ -592,15 +622,8 @@ impl<'a> Working<'a> {
                     event.waiting_queue.push_back(booking.id);
                 }
             }
-            event.bookings.insert(booking.id, booking.clone());
-            let view = BookingView {
-                id: booking.id,
-                event_id: id,
-                agenda_id: event.agenda_id,
-                account_id: req.account_id,
-                status,
-                created_at: now,
-            };
+            let view = booking.view(id, event.agenda_id);
+            event.bookings.insert(booking.id, booking);
             self.effects
                 .created
                 .push(BookingCreated { view: view.clone(), booked_by: req.booked_by });
@@ -628,16 +651,8 @@ impl<'a> Working<'a> {
         match removed.status {
             BookingStatus::Confirmed => {
                 event.confirmed = event.confirmed.saturating_sub(1);
-                if auto_promote && event.confirmed < event.places {
-                    while let Some(next) = event.waiting_queue.pop_front() {
-                        if let Some(b) = event.bookings.get_mut(&next) {
-                            b.status = BookingStatus::Confirmed;
-                            event.waiting = event.waiting.saturating_sub(1);
-                            event.confirmed += 1;
-                            promoted = Some(b.clone());
-                            break;
-                        }
-                    }
+                if auto_promote {
+                    promoted = event.promote_next();
                 }
             }
             BookingStatus::WaitingList => {
@@ -647,16 +662,9 @@ impl<'a> Working<'a> {
             BookingStatus::Cancelled => return Err(AgendaError::BookingNotFound),
         }
         let agenda_id = event.agenda_id;
-        let view = |b: &ActiveBooking, status| BookingView {
-            id: b.id,
-            event_id,
-            agenda_id,
-            account_id: b.account_id,
-            status,
-            created_at: b.created_at,
-        };
-        let cancelled = view(&removed, BookingStatus::Cancelled);
-        let promoted = promoted.map(|b| view(&b, BookingStatus::Confirmed));
+        let cancelled =
+            ActiveBooking { status: BookingStatus::Cancelled, ..removed }.view(event_id, agenda_id);
+        let promoted = promoted.map(|b| b.view(event_id, agenda_id));
         self.effects.changed.push(BookingStatusChanged { view: cancelled.clone(), at: now });
         if let Some(p) = &promoted {
             self.effects.changed.push(BookingStatusChanged { view: p.clone(), at: now });
@@ -675,26 +683,11 @@ impl<'a> Working<'a> {
         if event.confirmed >= event.places {
             return Err(AgendaError::Full(event_id));
         }
-        let agenda_id = event.agenda_id;
-        while let Some(next) = event.waiting_queue.pop_front() {
-            if let Some(b) = event.bookings.get_mut(&next) {
-                b.status = BookingStatus::Confirmed;
-                event.waiting = event.waiting.saturating_sub(1);
-                event.confirmed += 1;
-                let view = BookingView {
-                    id: b.id,
-                    event_id,
-                    agenda_id,
-                    account_id: b.account_id,
-                    status: BookingStatus::Confirmed,
-                    created_at: b.created_at,
-                };
-                self.effects.changed.push(BookingStatusChanged { view: view.clone(), at: now });
-                self.after_change(event_id, now);
-                return Ok(view);
-            }
-        }
-        Err(AgendaError::BookingNotFound)
+        let promoted = event.promote_next().ok_or(AgendaError::BookingNotFound)?;
+        let view = promoted.view(event_id, event.agenda_id);
+        self.effects.changed.push(BookingStatusChanged { view: view.clone(), at: now });
+        self.after_change(event_id, now);
+        Ok(view)
     }
 
     /// Bumps the version once per batch and queues threshold notifications.

@@ -180,7 +180,7 @@ impl Mailer {
             if due.is_empty() {
                 return Ok(self
                     .store
-                    .next_mail_due(now)
+                    .next_mail_due()
                     .await?
                     .map(|t| Duration::try_from(t.duration_since(now)).unwrap_or_default()));
             }

@@ -538,7 +538,7 @@ impl Store {
     }
 
     /// When the next queued mail is due.
-    pub async fn next_mail_due(&self, _now: Timestamp) -> Result<Option<Timestamp>, StoreError> {
+    pub async fn next_mail_due(&self) -> Result<Option<Timestamp>, StoreError> {
         let next: Option<i64> = self
             .row(
                 "SELECT VALUE next_attempt_us FROM outbox WHERE status = 'queued' ORDER BY next_attempt_us LIMIT 1",
