@@ -136,6 +136,33 @@ fn two_processes_sharing_one_database_never_overbook() {
 }
 
 #[test]
+fn bookings_spread_over_many_agendas_are_each_exact_when_their_commits_are_merged() {
+    run(async {
+        let s = world(None).await;
+        let mut events = Vec::new();
+        for i in 0..8 {
+            let a = agenda(&s, &format!("salle-{i}"), &[100]).await;
+            events.push(event(&s, a, 20, 5).await);
+        }
+        let tasks: Vec<_> = (0..320)
+            .map(|i| {
+                let (agendas, e) = (s.agendas.clone(), events[i % events.len()]);
+                tokio::spawn(async move { agendas.book(request(&[e])).await.map(|v| v[0].status) })
+            })
+            .collect();
+        let mut results = Vec::new();
+        for t in tasks {
+            results.push(t.await.unwrap());
+        }
+        assert_eq!(tally(&results), (8 * 20, 8 * 5, 320 - 8 * 25));
+        for stored in s.store.events(&events).await.unwrap() {
+            assert_eq!((stored.confirmed, stored.waiting, stored.bookings.len()), (20, 5, 25));
+        }
+        assert_eq!(s.store.outbox(100).await.unwrap().len(), 8, "one mail per agenda filled");
+    });
+}
+
+#[test]
 fn a_multi_agenda_booking_is_all_or_nothing_and_every_actor_sees_it() {
     run(async {
         let s = world(None).await;

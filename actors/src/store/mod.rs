@@ -2,6 +2,7 @@
 //! from the domain types; every query is a named function; every write checks the response's
 //! errors (a failed statement does not always fail the call).
 
+mod group_commit;
 mod records;
 
 use std::collections::HashMap;
@@ -22,6 +23,7 @@ use crate::ids::{AccountId, AgendaId, BookingId, EventId, MailId};
 use crate::mail::{MailStatus, OutboxEntry};
 use crate::time::{from_micros, to_micros};
 
+use group_commit::{BatchRows, GroupCommit};
 pub use records::{AccountRecord, SessionRecord};
 use records::{AgendaRecord, BookingRecord, EventRecord, OutboxRecord};
 
@@ -84,6 +86,7 @@ fn classify(e: &surrealdb::Error) -> StoreError {
 #[derive(Clone)]
 pub struct Store {
     db: Arc<Surreal<Any>>,
+    group_commit: Arc<GroupCommit>,
 }
 
 impl std::fmt::Debug for Store {
@@ -124,7 +127,7 @@ impl Store {
         .await?
         .check()?;
         db.use_ns(NAMESPACE).use_db(DATABASE).await?;
-        let store = Self { db: Arc::new(db) };
+        let store = Self { db: Arc::new(db), group_commit: Arc::default() };
         store.write(include_str!("schema.surql"), Vec::new()).await?;
         Ok(store)
     }
@@ -416,9 +419,10 @@ impl Store {
         recs.into_iter().map(BookingRecord::into_view).collect()
     }
 
-    /// Writes a batch of agenda changes as one transaction. Each touched event is written only if
-    /// its stored version is still the one the batch was based on and its counters stay within
-    /// its places, so the database refuses overbooking even with several writers.
+    /// Writes a batch of agenda changes as one transaction (possibly shared with other agendas'
+    /// batches, see [`group_commit`]). Each touched event is written only if its stored version is
+    /// still the one the batch was based on and its counters stay within its places, so the
+    /// database refuses overbooking even with several writers.
     pub async fn commit_agenda_batch(
         &self,
         events: &[EventState],
@@ -428,9 +432,7 @@ impl Store {
         if effects.is_empty() {
             return Ok(());
         }
-        let mut query = String::from("BEGIN TRANSACTION;\n");
-        let mut vars = Vec::new();
-        let updates: Vec<serde_json::Value> = events
+        let updates = events
             .iter()
             .filter_map(|e| {
                 let expected = effects.touched.get(&e.id)?;
@@ -444,52 +446,34 @@ impl Store {
                 }))
             })
             .collect();
-        if !updates.is_empty() {
-            query.push_str(
-                "FOR $e IN $updates {
-                    LET $r = (UPDATE type::record('event', $e.id)
-                        SET confirmed = $e.confirmed, waiting = $e.waiting, notified = $e.notified, version = $e.version
-                        WHERE version = $e.expected AND $e.confirmed <= places AND $e.waiting <= waiting_list_places
-                        RETURN id);
-                    IF array::len($r) == 0 { THROW 'stale event ' + $e.id };
-                };\n",
-            );
-            vars.push(("updates", serde_json::Value::Array(updates)));
-        }
-        if !effects.created.is_empty() {
-            let created: Vec<BookingRecord> = effects
-                .created
-                .iter()
-                .map(|c| BookingRecord::created(&c.view, c.booked_by))
-                .collect();
-            query.push_str("INSERT INTO booking $created;\n");
-            vars.push(("created", json(&created)?));
-        }
-        if !effects.changed.is_empty() {
-            let changed: Vec<serde_json::Value> = effects
-                .changed
-                .iter()
-                .map(|c| {
-                    serde_json::json!({
-                        "id": c.view.id.to_string(),
-                        "status": c.view.status.as_str(),
-                        "at": to_micros(c.at),
-                    })
+        let created = effects
+            .created
+            .iter()
+            .map(|c| json(&BookingRecord::created(&c.view, c.booked_by)))
+            .collect::<Result<_, _>>()?;
+        let changed = effects
+            .changed
+            .iter()
+            .map(|c| {
+                serde_json::json!({
+                    "id": c.view.id.to_string(),
+                    "status": c.view.status.as_str(),
+                    "at": to_micros(c.at),
                 })
-                .collect();
-            query.push_str(
-                "FOR $c IN $changed { UPDATE type::record('booking', $c.id) SET status = $c.status, updated_us = $c.at; };\n",
-            );
-            vars.push(("changed", serde_json::Value::Array(changed)));
-        }
-        if !effects.mails.is_empty() {
-            let mails: Vec<OutboxRecord> =
-                effects.mails.iter().map(|m| OutboxRecord::queued(m, now)).collect();
-            query.push_str("INSERT INTO outbox $mails;\n");
-            vars.push(("mails", json(&mails)?));
-        }
-        query.push_str("COMMIT TRANSACTION;");
-        self.write(&query, vars).await.map(drop)
+            })
+            .collect();
+        let mails = effects
+            .mails
+            .iter()
+            .map(|m| json(&OutboxRecord::queued(m, now)))
+            .collect::<Result<_, _>>()?;
+        let rows = BatchRows { updates, created, changed, mails };
+        self.group_commit
+            .commit(rows, |rows| async move {
+                let (query, vars) = rows.into_query();
+                self.write(&query, vars).await.map(drop)
+            })
+            .await
     }
 
     // ----- outbox -----

@@ -87,8 +87,10 @@ async fn start(args: &Args) -> anyhow::Result<Server> {
         .env("GUICHET_DATA_DIR", &dir)
         .env("GUICHET_ADMIN_EMAIL", &args.admin_email)
         .env("GUICHET_ADMIN_PASSWORD", &args.admin_password)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
+        .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
+        // The server's log (set RUST_LOG to see more than warnings) goes to our stderr, away from
+        // the results table.
+        .stdout(Stdio::from(std::io::stderr()))
         .spawn()
         .with_context(|| format!("starting {}", args.guichet.display()))?;
     let server =
