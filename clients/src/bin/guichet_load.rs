@@ -46,6 +46,9 @@ struct Args {
     /// Largest number of subscribers for the push scenario.
     #[arg(long, default_value_t = 1000)]
     max_subscribers: usize,
+    /// Stop after the memory figures (to profile the server's memory alone).
+    #[arg(long)]
+    memory_only: bool,
 }
 
 struct Server {
@@ -268,6 +271,10 @@ async fn main() -> anyhow::Result<()> {
         ));
         drop(idle);
     }
+    if args.memory_only {
+        print_rows(rss_idle, rows);
+        return Ok(());
+    }
 
     // Ceiling: a trivial query, same client, same concurrency.
     let c = anon.clone();
@@ -434,16 +441,20 @@ async fn main() -> anyhow::Result<()> {
             format!("p50 {} p99 {}", ms(percentile(&lat, 50.0)), ms(percentile(&lat, 99.0))),
         ));
     }
+    print_rows(rss_idle, rows);
+    Ok(())
+}
+
+/// Prints the figures as a Markdown table, idle memory first.
+fn print_rows(rss_idle: Option<u64>, mut rows: Vec<(String, String)>) {
     if let Some(idle) = rss_idle {
         rows.insert(
             0,
             ("resident memory, idle after start".into(), format!("{:.1} MB", idle as f64 / 1024.0)),
         );
     }
-
     println!("| measure | result |\n|---|---|");
     for (k, v) in rows {
         println!("| {k} | {v} |");
     }
-    Ok(())
 }
