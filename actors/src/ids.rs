@@ -61,3 +61,23 @@ entity_id!(
     /// A queued outgoing email.
     MailId
 );
+entity_id!(
+    /// A meeting type of a meetings agenda.
+    MeetingTypeId
+);
+entity_id!(
+    /// A desk ("guichet") of a meetings agenda.
+    DeskId
+);
+entity_id!(
+    /// An opening period of a desk.
+    PeriodId
+);
+entity_id!(
+    /// An exception (closure) of desks.
+    ExceptionId
+);
+entity_id!(
+    /// A meeting: a booked or held slot on one desk.
+    MeetingId
+);

@@ -2,6 +2,7 @@
 //! store.
 //!
 //! - `agenda`: events agendas; `AgendaActor` owns each agenda and decides every booking.
+//! - `meetings`: meetings agendas; `MeetingsActor` owns each one and decides every slot booking.
 //! - `account`: registration and password checks.
 //! - `session`: bearer-token sessions; `UserSessionActor` owns each live session.
 //! - `access`: who may do what, decided in one function.
@@ -20,6 +21,7 @@ pub mod error;
 pub mod ids;
 pub mod live;
 pub mod mail;
+pub mod meetings;
 pub mod metrics;
 pub mod runtime;
 pub mod session;
@@ -39,6 +41,8 @@ pub struct Services {
     pub runtime: runtime::ActorRuntime,
     /// Agendas and bookings.
     pub agendas: agenda::AgendaRegistry,
+    /// Meetings agendas: slots, bookings and holds.
+    pub meetings: meetings::MeetingsRegistry,
     /// Accounts.
     pub accounts: account::Accounts,
     /// Sessions.
@@ -69,9 +73,15 @@ impl Services {
             mail.clone(),
             metrics.clone(),
         );
+        let meetings = meetings::MeetingsRegistry::new(
+            runtime.clone(),
+            store.clone(),
+            live.clone(),
+            metrics.clone(),
+        );
         let accounts = account::Accounts::new(store.clone());
         let sessions =
             session::Sessions::new(runtime.clone(), store.clone(), sessions, metrics.clone());
-        Ok(Self { store, runtime, agendas, accounts, sessions, live, mail, metrics })
+        Ok(Self { store, runtime, agendas, meetings, accounts, sessions, live, mail, metrics })
     }
 }

@@ -1,4 +1,5 @@
-//! Live updates: one broadcast channel per event (fill levels) and per agenda (bookings).
+//! Live updates: one broadcast channel per event (fill levels) and per agenda (bookings, and
+//! free-slot changes of meetings agendas).
 //!
 //! Actors publish here after their write is durable, with the event's version as sequence
 //! number; subscribers start from a snapshot and drop anything not newer than what they have.
@@ -12,6 +13,20 @@ use tokio::sync::broadcast;
 
 use crate::agenda::model::{BookingView, FillLevel};
 use crate::ids::{AgendaId, EventId};
+
+/// The free slots of a meetings agenda changed between two instants (a booking, a hold, a
+/// cancellation, a new period or exception): subscribers re-read the slots they show there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlotsChanged {
+    /// The agenda.
+    pub agenda_id: AgendaId,
+    /// Grows with every change of the agenda.
+    pub seq: u64,
+    /// Start of the changed span.
+    pub from: jiff::Timestamp,
+    /// End of the changed span.
+    pub to: jiff::Timestamp,
+}
 
 /// How many updates a slow subscriber may fall behind before it must take a fresh snapshot.
 const CHANNEL_CAPACITY: usize = 256;
@@ -56,11 +71,16 @@ impl<K: Eq + Hash + Copy, V: Clone> Topics<K, V> {
 pub struct LiveHub {
     fill_levels: Arc<Topics<EventId, FillLevel>>,
     bookings: Arc<Topics<AgendaId, BookingChanged>>,
+    slots: Arc<Topics<AgendaId, SlotsChanged>>,
 }
 
 impl Default for LiveHub {
     fn default() -> Self {
-        Self { fill_levels: Arc::new(Topics::new()), bookings: Arc::new(Topics::new()) }
+        Self {
+            fill_levels: Arc::new(Topics::new()),
+            bookings: Arc::new(Topics::new()),
+            slots: Arc::new(Topics::new()),
+        }
     }
 }
 
@@ -83,5 +103,15 @@ impl LiveHub {
     /// Publishes a booking change (called by agenda actors after a durable write).
     pub fn publish_booking(&self, change: BookingChanged) {
         self.bookings.publish(change.booking.agenda_id, change);
+    }
+
+    /// Receives the slot changes of a meetings agenda from now on.
+    pub fn subscribe_slots(&self, agenda: AgendaId) -> broadcast::Receiver<SlotsChanged> {
+        self.slots.subscribe(agenda)
+    }
+
+    /// Publishes a slot change (called by meetings actors after a durable write).
+    pub fn publish_slots(&self, change: SlotsChanged) {
+        self.slots.publish(change.agenda_id, change);
     }
 }

@@ -1,7 +1,8 @@
 //! Guichet's GraphQL API: the only crate that knows GraphQL. Resolvers parse arguments, check
 //! the caller against the single access policy, call a handle and convert the result.
 //!
-//! - `query`, `mutation`, `subscription`: the operations, split per aggregate and merged here.
+//! - `query`, `mutation`, `subscription`: the operations, split per aggregate and merged here;
+//!   `meetings` holds the types and operations of meetings agendas.
 //! - `types`, `scalars`: the wire types, converted from domain views.
 //! - `context`: the caller of a request.
 //! - `error`: the single translation of errors into GraphQL errors with `extensions.code`.
@@ -10,6 +11,7 @@
 
 pub mod context;
 pub mod error;
+pub mod meetings;
 pub mod mutation;
 pub mod query;
 pub mod scalars;
@@ -23,15 +25,19 @@ pub use context::Caller;
 
 /// The query root.
 #[derive(MergedObject, Default)]
-pub struct QueryRoot(query::AccountQuery, query::AgendaQuery);
+pub struct QueryRoot(query::AccountQuery, query::AgendaQuery, meetings::MeetingsQuery);
 
 /// The mutation root.
 #[derive(MergedObject, Default)]
-pub struct MutationRoot(mutation::AccountMutation, mutation::AgendaMutation);
+pub struct MutationRoot(
+    mutation::AccountMutation,
+    mutation::AgendaMutation,
+    meetings::MeetingsMutation,
+);
 
 /// The subscription root.
 #[derive(MergedSubscription, Default)]
-pub struct SubscriptionRoot(subscription::AgendaSubscription);
+pub struct SubscriptionRoot(subscription::AgendaSubscription, meetings::MeetingsSubscription);
 
 /// Guichet's schema.
 pub type AppSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;

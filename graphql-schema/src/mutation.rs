@@ -160,6 +160,7 @@ impl AgendaMutation {
                 fill_notifications: fill,
                 auto_promote_waiting_list: input.auto_promote_waiting_list,
                 services: input.services,
+                meetings: input.meetings.map(|m| m.into_rules()).transpose()?,
             })
             .await
             .gql()?;

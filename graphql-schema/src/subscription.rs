@@ -23,13 +23,13 @@ use crate::query::parse_id;
 use crate::types::{Booking, BookingUpdate, FillLevel};
 
 /// Counts an open subscription for `/metrics` and for the caller's session while it lives.
-struct Open {
+pub(crate) struct Open {
     metrics: Arc<ActorMetrics>,
     _session: Option<SubscriptionGuard>,
 }
 
 impl Open {
-    fn new(metrics: Arc<ActorMetrics>, session: Option<&SessionHandle>) -> Self {
+    pub(crate) fn new(metrics: Arc<ActorMetrics>, session: Option<&SessionHandle>) -> Self {
         metrics.open_subscriptions.fetch_add(1, Ordering::Relaxed);
         Self { metrics, _session: session.map(SessionHandle::track_subscription) }
     }
@@ -42,7 +42,7 @@ impl Drop for Open {
 }
 
 /// Ends `stream` when the session ends (logout or expiry).
-fn until_session_ends<S: Stream + Send + 'static>(
+pub(crate) fn until_session_ends<S: Stream + Send + 'static>(
     stream: S,
     session: Option<SessionHandle>,
 ) -> impl Stream<Item = S::Item> {

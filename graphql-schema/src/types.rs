@@ -10,7 +10,10 @@ use actors::mail::{MailStatus as DomainMailStatus, OutboxEntry};
 use async_graphql::{ComplexObject, Context, Enum, ID, InputObject, SimpleObject};
 
 use crate::context::Caller;
+use crate::error::GqlResultExt;
+use crate::meetings::{Desk, MeetingType, MeetingsRulesView, OpeningPeriod, TimeException};
 use crate::scalars::DateTime;
+use actors::access::Action;
 
 /// A signed-in account.
 #[derive(SimpleObject, Clone)]
@@ -102,12 +105,16 @@ pub enum AgendaKindGql {
     /// Events with a number of places.
     #[graphql(name = "EVENTS")]
     Events,
+    /// Appointments in slots of meeting types, on desks.
+    #[graphql(name = "MEETINGS")]
+    Meetings,
 }
 
 impl From<AgendaKind> for AgendaKindGql {
     fn from(k: AgendaKind) -> Self {
         match k {
             AgendaKind::Events => AgendaKindGql::Events,
+            AgendaKind::Meetings => AgendaKindGql::Meetings,
         }
     }
 }
@@ -116,6 +123,7 @@ impl From<AgendaKindGql> for AgendaKind {
     fn from(k: AgendaKindGql) -> Self {
         match k {
             AgendaKindGql::Events => AgendaKind::Events,
+            AgendaKindGql::Meetings => AgendaKind::Meetings,
         }
     }
 }
@@ -147,6 +155,8 @@ pub struct CreateAgendaInput {
     /// Services whose agents manage the agenda; empty means every agent.
     #[graphql(default)]
     pub services: Vec<String>,
+    /// Rules of a meetings agenda (kind `MEETINGS` only).
+    pub meetings: Option<crate::meetings::MeetingsRulesInput>,
 }
 
 /// An agenda.
@@ -167,6 +177,8 @@ pub struct Agenda {
     pub services: Vec<String>,
     #[graphql(skip)]
     pub(crate) fill: actors::agenda::model::FillNotifications,
+    #[graphql(skip)]
+    pub(crate) rules: actors::meetings::model::MeetingsRules,
 }
 
 impl From<&AgendaSettings> for Agenda {
@@ -179,6 +191,7 @@ impl From<&AgendaSettings> for Agenda {
             auto_promote_waiting_list: a.auto_promote_waiting_list,
             services: a.services.clone(),
             fill: a.fill_notifications.clone(),
+            rules: a.meetings.clone(),
         }
     }
 }
@@ -200,9 +213,75 @@ impl Agenda {
         }))
     }
 
-    /// The agenda's events that the caller may see, by start.
+    /// The agenda's events that the caller may see, by start (events agendas).
     async fn events(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Event>> {
+        if self.kind != AgendaKindGql::Events {
+            return Ok(Vec::new());
+        }
         crate::query::visible_events(ctx, &self.id).await
+    }
+
+    /// Delays, holds, weekends and holidays (meetings agendas; null for others).
+    async fn meetings_rules(&self) -> Option<MeetingsRulesView> {
+        (self.kind == AgendaKindGql::Meetings).then(|| MeetingsRulesView::from(&self.rules))
+    }
+
+    /// Meeting types (meetings agendas; empty for others). Public: citizens choose one.
+    async fn meeting_types(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<MeetingType>> {
+        Ok(self
+            .meetings_config(ctx, false)
+            .await?
+            .map_or_else(Vec::new, |c| c.types.iter().map(MeetingType::from).collect()))
+    }
+
+    /// Desks (agents of the agenda and administrators; empty for others).
+    async fn desks(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Desk>> {
+        Ok(self
+            .meetings_config(ctx, true)
+            .await?
+            .map_or_else(Vec::new, |c| c.desks.iter().map(Desk::from).collect()))
+    }
+
+    /// Opening periods (agents of the agenda and administrators; empty for others).
+    async fn opening_periods(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Vec<OpeningPeriod>> {
+        Ok(self
+            .meetings_config(ctx, true)
+            .await?
+            .map_or_else(Vec::new, |c| c.periods.iter().map(OpeningPeriod::from).collect()))
+    }
+
+    /// Exceptions (agents of the agenda and administrators; empty for others).
+    async fn exceptions(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<TimeException>> {
+        Ok(self
+            .meetings_config(ctx, true)
+            .await?
+            .map_or_else(Vec::new, |c| c.exceptions.iter().map(TimeException::from).collect()))
+    }
+}
+
+impl Agenda {
+    /// The configuration of a meetings agenda, if the caller may see it (`agents_only`).
+    async fn meetings_config(
+        &self,
+        ctx: &Context<'_>,
+        agents_only: bool,
+    ) -> async_graphql::Result<Option<actors::store::MeetingsConfig>> {
+        if self.kind != AgendaKindGql::Meetings {
+            return Ok(None);
+        }
+        let caller = ctx.data::<Caller>()?;
+        if agents_only
+            && caller.may(Action::SeeBookings { agenda_services: &self.services }).is_err()
+        {
+            return Ok(None);
+        }
+        let services = ctx.data::<actors::Services>()?;
+        let id = crate::query::parse_id::<actors::ids::AgendaId>(&self.id, "agenda")?;
+        let handle = services.meetings.get(id).await.gql()?;
+        Ok(Some(handle.config().await.gql()?))
     }
 }
 

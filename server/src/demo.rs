@@ -109,6 +109,7 @@ pub async fn load(services: &Services) -> anyhow::Result<()> {
                 },
                 auto_promote_waiting_list: true,
                 services: demo.services.iter().map(|s| (*s).to_owned()).collect(),
+                meetings: None,
             })
             .await;
         let agenda = match created {

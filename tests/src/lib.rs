@@ -15,6 +15,8 @@ mod durability;
 #[cfg(test)]
 mod mail;
 #[cfg(test)]
+mod meetings;
+#[cfg(test)]
 mod safety;
 #[cfg(test)]
 mod sessions;

@@ -13,8 +13,8 @@ use super::messages::{
     AddEvent, BookEvents, CancelBooking, GetEvent, GetEvents, PromoteWaitingList,
 };
 use super::model::{
-    AgendaError, AgendaSettings, BookRequest, BookingView, EventState, FillLevel, NewAgenda,
-    NewEvent,
+    AgendaError, AgendaKind, AgendaSettings, BookRequest, BookingView, EventState, FillLevel,
+    NewAgenda, NewEvent,
 };
 use crate::ids::{AccountId, AgendaId, BookingId, EventId};
 use crate::live::LiveHub;
@@ -277,6 +277,12 @@ impl AgendaRegistry {
         input: NewEvent,
     ) -> Result<EventView, AgendaError> {
         let handle = self.get(agenda).await?;
+        if handle.settings.kind != AgendaKind::Events {
+            return Err(AgendaError::Invalid(format!(
+                "{} is not an events agenda",
+                handle.settings.slug
+            )));
+        }
         let view = handle.addr.send(AddEvent(input)).await.map_err(unavailable)??;
         self.inner.event_agendas.lock().unwrap_or_else(|p| p.into_inner()).insert(view.id, agenda);
         Ok(view)

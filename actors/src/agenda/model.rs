@@ -11,13 +11,16 @@ use jiff::Timestamp;
 use crate::error::{ErrorCode, HasErrorCode};
 use crate::ids::{AccountId, AgendaId, BookingId, EventId, MailId};
 use crate::mail::OutgoingMail;
+use crate::meetings::model::MeetingsRules;
 use crate::time::human;
 
-/// The kinds of agenda. Meetings and virtual agendas come with the agendas issue.
+/// The kinds of agenda.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AgendaKind {
     /// Events with a number of places (a show, a course, a vaccination session).
     Events,
+    /// Appointments on desks, in slots of meeting types (a passport desk, a social worker).
+    Meetings,
 }
 
 impl AgendaKind {
@@ -25,6 +28,7 @@ impl AgendaKind {
     pub fn as_str(self) -> &'static str {
         match self {
             AgendaKind::Events => "events",
+            AgendaKind::Meetings => "meetings",
         }
     }
 
@@ -32,6 +36,7 @@ impl AgendaKind {
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "events" => Some(AgendaKind::Events),
+            "meetings" => Some(AgendaKind::Meetings),
             _ => None,
         }
     }
@@ -63,6 +68,8 @@ pub struct AgendaSettings {
     pub auto_promote_waiting_list: bool,
     /// Services whose agents manage this agenda; empty means every agent.
     pub services: Vec<String>,
+    /// Delays, holds, weekends and holidays of a meetings agenda (defaults for other kinds).
+    pub meetings: MeetingsRules,
 }
 
 /// What an administrator gives to create an agenda.
@@ -80,6 +87,8 @@ pub struct NewAgenda {
     pub auto_promote_waiting_list: bool,
     /// Services whose agents manage it.
     pub services: Vec<String>,
+    /// Rules of a meetings agenda; Chrono's defaults when not given.
+    pub meetings: Option<MeetingsRules>,
 }
 
 impl NewAgenda {
@@ -123,6 +132,25 @@ impl NewAgenda {
                 return Err(AgendaError::Invalid("service names cannot be empty".into()));
             }
         }
+        let meetings = match (self.kind, self.meetings) {
+            (AgendaKind::Meetings, rules) => {
+                if !thresholds.is_empty() {
+                    return Err(AgendaError::Invalid(
+                        "fill notifications apply to events agendas only".into(),
+                    ));
+                }
+                rules
+                    .unwrap_or_default()
+                    .validate()
+                    .map_err(|e| AgendaError::Invalid(e.to_string()))?
+            }
+            (AgendaKind::Events, None) => MeetingsRules::default(),
+            (AgendaKind::Events, Some(_)) => {
+                return Err(AgendaError::Invalid(
+                    "meeting rules apply to meetings agendas only".into(),
+                ));
+            }
+        };
         Ok(AgendaSettings {
             id,
             slug,
@@ -131,6 +159,7 @@ impl NewAgenda {
             fill_notifications: FillNotifications { thresholds, emails },
             auto_promote_waiting_list: self.auto_promote_waiting_list,
             services: self.services.iter().map(|s| s.trim().to_owned()).collect(),
+            meetings,
         })
     }
 }

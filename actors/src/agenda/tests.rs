@@ -42,6 +42,7 @@ async fn agenda(s: &Services, slug: &str, thresholds: &[u8]) -> AgendaId {
             },
             auto_promote_waiting_list: true,
             services: vec![],
+            meetings: None,
         })
         .await
         .unwrap()
@@ -242,6 +243,7 @@ fn duplicate_slugs_and_unknown_ids_are_refused() {
                 fill_notifications: FillNotifications::default(),
                 auto_promote_waiting_list: false,
                 services: vec![],
+                meetings: None,
             })
             .await;
         assert_eq!(again, Err(AgendaError::SlugTaken("unique".into())));

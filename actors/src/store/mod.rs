@@ -3,6 +3,7 @@
 //! errors (a failed statement does not always fail the call).
 
 mod group_commit;
+mod meetings;
 mod records;
 
 use std::collections::HashMap;
@@ -24,6 +25,7 @@ use crate::mail::{MailStatus, OutboxEntry};
 use crate::time::{from_micros, to_micros};
 
 use group_commit::{BatchRows, GroupCommit};
+pub use meetings::MeetingsConfig;
 pub use records::{AccountRecord, SessionRecord};
 use records::{AgendaRecord, BookingRecord, EventRecord, OutboxRecord};
 

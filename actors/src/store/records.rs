@@ -13,6 +13,7 @@ use crate::agenda::model::{
 };
 use crate::ids::{AccountId, MailId};
 use crate::mail::{MailStatus, OutboxEntry, OutgoingMail};
+use crate::meetings::model::MeetingsRules;
 use crate::time::{from_micros, to_micros};
 
 /// An account as stored.
@@ -80,7 +81,19 @@ pub(super) struct AgendaRecord {
     emails: Vec<String>,
     auto_promote: bool,
     services: Vec<String>,
+    /// Rules of a meetings agenda; absent for events agendas.
+    #[serde(default)]
+    meetings: Option<MeetingsRulesRecord>,
     created_us: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct MeetingsRulesRecord {
+    hide_weekends: bool,
+    closed_on_public_holidays: bool,
+    minimal_booking_delay_days: u32,
+    maximal_booking_delay_days: u32,
+    hold_minutes: u32,
 }
 
 impl AgendaRecord {
@@ -94,6 +107,16 @@ impl AgendaRecord {
             emails: a.fill_notifications.emails.clone(),
             auto_promote: a.auto_promote_waiting_list,
             services: a.services.clone(),
+            meetings: (a.kind == AgendaKind::Meetings).then(|| {
+                let m = &a.meetings;
+                MeetingsRulesRecord {
+                    hide_weekends: m.hide_weekends,
+                    closed_on_public_holidays: m.closed_on_public_holidays,
+                    minimal_booking_delay_days: m.minimal_booking_delay_days,
+                    maximal_booking_delay_days: m.maximal_booking_delay_days,
+                    hold_minutes: m.hold_minutes,
+                }
+            }),
             created_us: to_micros(now),
         }
     }
@@ -111,6 +134,13 @@ impl AgendaRecord {
             },
             auto_promote_waiting_list: self.auto_promote,
             services: self.services,
+            meetings: self.meetings.map_or_else(MeetingsRules::default, |m| MeetingsRules {
+                hide_weekends: m.hide_weekends,
+                closed_on_public_holidays: m.closed_on_public_holidays,
+                minimal_booking_delay_days: m.minimal_booking_delay_days,
+                maximal_booking_delay_days: m.maximal_booking_delay_days,
+                hold_minutes: m.hold_minutes,
+            }),
         })
     }
 }

@@ -17,6 +17,7 @@ fn ledger(places: i64, waiting: i64, auto_promote: bool, thresholds: &[u8]) -> (
         },
         auto_promote_waiting_list: auto_promote,
         services: vec![],
+        meetings: None,
     }
     .validate(AgendaId::new())
     .unwrap();
@@ -250,6 +251,7 @@ fn bad_agenda_and_event_input_is_refused() {
         fill_notifications: FillNotifications::default(),
         auto_promote_waiting_list: true,
         services: vec![],
+        meetings: None,
     };
     for (slug, thresholds, emails) in [
         ("Bad Slug", vec![], vec![]),

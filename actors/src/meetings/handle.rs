@@ -1,0 +1,254 @@
+//! How the rest of Guichet reaches meetings agendas: [`MeetingsRegistry`] finds or starts the
+//! actor of a meetings agenda and routes each operation to it; nothing outside this module names
+//! an actix type.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use actix::{Addr, MailboxError};
+use jiff::Timestamp;
+use jiff::civil::Date;
+use tokio::sync::OnceCell;
+
+use super::actor::MeetingsActor;
+use super::messages::{
+    AddDesk, AddException, AddMeetingType, AddPeriods, CancelMeeting, GetConfig, GetMeetings,
+    GetSlots, ReserveSlot,
+};
+use super::model::{
+    Desk, Meeting, MeetingStatus, MeetingType, MeetingsAgenda, MeetingsError, NewException,
+    NewMeetingType, NewPeriods, OpeningPeriod, Slot, SlotRequest, TimeException,
+};
+use crate::agenda::model::{AgendaKind, AgendaSettings};
+use crate::ids::{AccountId, AgendaId, MeetingId, MeetingTypeId};
+use crate::live::LiveHub;
+use crate::metrics::ActorMetrics;
+use crate::runtime::ActorRuntime;
+use crate::store::{MeetingsConfig, Store, StoreError};
+
+fn unavailable(e: MailboxError) -> MeetingsError {
+    MeetingsError::Unavailable(format!("meetings actor: {e}"))
+}
+
+fn store_error(e: StoreError) -> MeetingsError {
+    tracing::error!(error = %e, "meetings store error");
+    MeetingsError::Unavailable("storage unavailable".into())
+}
+
+/// A live meetings agenda: its settings and its actor.
+#[derive(Clone)]
+pub struct MeetingsHandle {
+    addr: Addr<MeetingsActor>,
+    settings: Arc<AgendaSettings>,
+}
+
+impl std::fmt::Debug for MeetingsHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MeetingsHandle").field("agenda", &self.settings.id).finish()
+    }
+}
+
+impl MeetingsHandle {
+    /// The agenda's settings.
+    pub fn settings(&self) -> &AgendaSettings {
+        &self.settings
+    }
+
+    /// Adds a meeting type.
+    pub async fn add_meeting_type(
+        &self,
+        input: NewMeetingType,
+    ) -> Result<MeetingType, MeetingsError> {
+        self.addr.send(AddMeetingType(input)).await.map_err(unavailable)?
+    }
+
+    /// Adds a desk.
+    pub async fn add_desk(&self, label: String) -> Result<Desk, MeetingsError> {
+        self.addr.send(AddDesk(label)).await.map_err(unavailable)?
+    }
+
+    /// Adds opening periods, one per desk, all or none.
+    pub async fn add_periods(
+        &self,
+        input: NewPeriods,
+    ) -> Result<Vec<OpeningPeriod>, MeetingsError> {
+        self.addr.send(AddPeriods(input)).await.map_err(unavailable)?
+    }
+
+    /// Closes desks for a while.
+    pub async fn add_exception(&self, input: NewException) -> Result<TimeException, MeetingsError> {
+        self.addr.send(AddException(input)).await.map_err(unavailable)?
+    }
+
+    /// The configuration.
+    pub async fn config(&self) -> Result<MeetingsConfig, MeetingsError> {
+        self.addr.send(GetConfig).await.map_err(unavailable)
+    }
+
+    /// The free slots of a meeting type on the local days `from` to `to`.
+    pub async fn slots(
+        &self,
+        meeting_type: MeetingTypeId,
+        from: Date,
+        to: Date,
+        lock_code: Option<String>,
+        ignore_delays: bool,
+    ) -> Result<Vec<Slot>, MeetingsError> {
+        self.addr
+            .send(GetSlots { meeting_type, from, to, lock_code, ignore_delays })
+            .await
+            .map_err(unavailable)?
+    }
+
+    /// The active meetings starting on the local days `from` to `to`.
+    pub async fn meetings(&self, from: Date, to: Date) -> Result<Vec<Meeting>, MeetingsError> {
+        self.addr.send(GetMeetings { from, to }).await.map_err(unavailable)
+    }
+
+    /// Books a slot; answers once durable.
+    pub async fn book(&self, request: SlotRequest) -> Result<Meeting, MeetingsError> {
+        self.addr
+            .send(ReserveSlot { request, status: MeetingStatus::Confirmed })
+            .await
+            .map_err(unavailable)?
+    }
+
+    /// Holds a slot for the agenda's hold time under `request.lock_code`.
+    pub async fn hold(&self, request: SlotRequest) -> Result<Meeting, MeetingsError> {
+        self.addr
+            .send(ReserveSlot { request, status: MeetingStatus::Held })
+            .await
+            .map_err(unavailable)?
+    }
+
+    /// Cancels a booking or releases a hold.
+    pub async fn cancel(&self, id: MeetingId) -> Result<Meeting, MeetingsError> {
+        self.addr.send(CancelMeeting(id)).await.map_err(unavailable)?
+    }
+}
+
+struct RegistryInner {
+    runtime: ActorRuntime,
+    store: Store,
+    live: LiveHub,
+    metrics: Arc<ActorMetrics>,
+    actors: Mutex<HashMap<AgendaId, Arc<OnceCell<MeetingsHandle>>>>,
+}
+
+/// Finds or starts meetings actors and routes operations to them.
+#[derive(Clone)]
+pub struct MeetingsRegistry {
+    inner: Arc<RegistryInner>,
+}
+
+impl std::fmt::Debug for MeetingsRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MeetingsRegistry")
+    }
+}
+
+impl MeetingsRegistry {
+    /// A registry starting actors on `runtime`.
+    pub fn new(
+        runtime: ActorRuntime,
+        store: Store,
+        live: LiveHub,
+        metrics: Arc<ActorMetrics>,
+    ) -> Self {
+        Self {
+            inner: Arc::new(RegistryInner {
+                runtime,
+                store,
+                live,
+                metrics,
+                actors: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// The live meetings agenda, starting its actor on first use.
+    pub async fn get(&self, id: AgendaId) -> Result<MeetingsHandle, MeetingsError> {
+        let cell = {
+            let mut actors = self.inner.actors.lock().unwrap_or_else(|p| p.into_inner());
+            actors.entry(id).or_default().clone()
+        };
+        let handle = cell
+            .get_or_try_init(|| async {
+                let store = &self.inner.store;
+                let settings = store
+                    .agenda(id)
+                    .await
+                    .map_err(store_error)?
+                    .ok_or(MeetingsError::AgendaNotFound)?;
+                if settings.kind != AgendaKind::Meetings {
+                    return Err(MeetingsError::Invalid(format!(
+                        "{} is not a meetings agenda",
+                        settings.slug
+                    )));
+                }
+                let config = store.meetings_config(id).await.map_err(store_error)?;
+                let now = Timestamp::now();
+                let meetings = store
+                    .active_meetings(id, now - jiff::SignedDuration::from_hours(24), now)
+                    .await
+                    .map_err(store_error)?;
+                let mut agenda =
+                    MeetingsAgenda::new(id, crate::time::paris(), settings.meetings.clone());
+                agenda.types = config.types.into_iter().map(|t| (t.id, t)).collect();
+                agenda.desks = config.desks.into_iter().map(|d| (d.id, d)).collect();
+                agenda.periods = config.periods;
+                agenda.exceptions = config.exceptions;
+                agenda.replace_meetings(meetings);
+                let settings = Arc::new(settings);
+                let inner = self.inner.clone();
+                let actor_settings = settings.clone();
+                let addr = self.inner.runtime.spawn(move |_| {
+                    MeetingsActor::new(
+                        actor_settings,
+                        agenda,
+                        inner.store.clone(),
+                        inner.live.clone(),
+                        inner.metrics.clone(),
+                    )
+                });
+                Ok::<_, MeetingsError>(MeetingsHandle { addr, settings })
+            })
+            .await;
+        match handle {
+            Ok(h) => Ok(h.clone()),
+            Err(e) => {
+                // Do not keep a cell for an agenda that is missing or of another kind.
+                self.inner.actors.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+                Err(e)
+            }
+        }
+    }
+
+    /// A meeting as stored (to check who owns it before cancelling).
+    pub async fn meeting(&self, id: MeetingId) -> Result<Meeting, MeetingsError> {
+        self.inner
+            .store
+            .meeting(id)
+            .await
+            .map_err(store_error)?
+            .ok_or(MeetingsError::MeetingNotFound)
+    }
+
+    /// The meetings of an account, newest first.
+    pub async fn meetings_of(
+        &self,
+        account: AccountId,
+        include_cancelled: bool,
+    ) -> Result<Vec<Meeting>, MeetingsError> {
+        self.inner
+            .store
+            .account_meetings(account, include_cancelled, 500)
+            .await
+            .map_err(store_error)
+    }
+
+    /// The live hub, to subscribe.
+    pub fn live(&self) -> &LiveHub {
+        &self.inner.live
+    }
+}

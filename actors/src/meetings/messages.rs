@@ -1,0 +1,68 @@
+//! Messages of `MeetingsActor`. Commands are imperative, queries start with `Get`.
+
+use actix::Message;
+use jiff::civil::Date;
+
+use super::model::{
+    Desk, Meeting, MeetingStatus, MeetingType, MeetingsError, NewException, NewMeetingType,
+    NewPeriods, OpeningPeriod, Slot, SlotRequest, TimeException,
+};
+use crate::ids::{MeetingId, MeetingTypeId};
+use crate::store::MeetingsConfig;
+
+/// From the registry: book (`Confirmed`) or hold (`Held`) a slot; answers the meeting once durable.
+#[derive(Message)]
+#[rtype(result = "Result<Meeting, MeetingsError>")]
+pub(super) struct ReserveSlot {
+    pub(super) request: SlotRequest,
+    pub(super) status: MeetingStatus,
+}
+
+/// From the registry: cancel a booking or release a hold; answers it cancelled once durable.
+#[derive(Message)]
+#[rtype(result = "Result<Meeting, MeetingsError>")]
+pub(super) struct CancelMeeting(pub(super) MeetingId);
+
+/// From the registry: add a meeting type; answers it once stored.
+#[derive(Message)]
+#[rtype(result = "Result<MeetingType, MeetingsError>")]
+pub(super) struct AddMeetingType(pub(super) NewMeetingType);
+
+/// From the registry: add a desk; answers it once stored.
+#[derive(Message)]
+#[rtype(result = "Result<Desk, MeetingsError>")]
+pub(super) struct AddDesk(pub(super) String);
+
+/// From the registry: add opening periods (one per desk), all or none.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<OpeningPeriod>, MeetingsError>")]
+pub(super) struct AddPeriods(pub(super) NewPeriods);
+
+/// From the registry: close desks for a while.
+#[derive(Message)]
+#[rtype(result = "Result<TimeException, MeetingsError>")]
+pub(super) struct AddException(pub(super) NewException);
+
+/// From the registry: the free slots of a meeting type on some local days.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<Slot>, MeetingsError>")]
+pub(super) struct GetSlots {
+    pub(super) meeting_type: MeetingTypeId,
+    pub(super) from: Date,
+    pub(super) to: Date,
+    pub(super) lock_code: Option<String>,
+    pub(super) ignore_delays: bool,
+}
+
+/// From the registry: the agenda's configuration.
+#[derive(Message)]
+#[rtype(result = "MeetingsConfig")]
+pub(super) struct GetConfig;
+
+/// From the registry: the active meetings starting on some local days, by start.
+#[derive(Message)]
+#[rtype(result = "Vec<Meeting>")]
+pub(super) struct GetMeetings {
+    pub(super) from: Date,
+    pub(super) to: Date,
+}

@@ -1,0 +1,174 @@
+//! Meetings actor and store together, on an in-memory SurrealDB per test.
+
+use jiff::civil::{Date, time};
+use jiff::{SignedDuration, Timestamp};
+
+use super::model::{
+    MeetingStatus, MeetingsError, MeetingsRules, NewMeetingType, NewPeriods, PeriodRule,
+    SlotRequest,
+};
+use crate::Services;
+use crate::agenda::model::{AgendaKind, FillNotifications, NewAgenda};
+use crate::ids::{AccountId, AgendaId, MeetingTypeId};
+use crate::session::SessionPolicy;
+use crate::store::Store;
+use crate::time::paris;
+
+fn run<F: std::future::Future<Output = ()>>(f: F) {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_stack_size(10 << 20)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f);
+}
+
+fn tomorrow() -> Date {
+    Timestamp::now().to_zoned(paris()).date().tomorrow().unwrap()
+}
+
+/// A meetings agenda open tomorrow 09:00–12:00 on `desks` desks, with a 30-minute type.
+async fn agenda(s: &Services, desks: usize) -> (AgendaId, MeetingTypeId) {
+    let settings = s
+        .agendas
+        .create_agenda(NewAgenda {
+            slug: "passeports".into(),
+            label: "Passeports".into(),
+            kind: AgendaKind::Meetings,
+            fill_notifications: FillNotifications::default(),
+            auto_promote_waiting_list: false,
+            services: vec![],
+            meetings: Some(MeetingsRules {
+                minimal_booking_delay_days: 0,
+                closed_on_public_holidays: false,
+                ..MeetingsRules::default()
+            }),
+        })
+        .await
+        .unwrap();
+    let h = s.meetings.get(settings.id).await.unwrap();
+    let mut ids = Vec::new();
+    for i in 0..desks {
+        ids.push(h.add_desk(format!("Guichet {i}")).await.unwrap().id);
+    }
+    h.add_periods(NewPeriods {
+        desk_ids: ids,
+        rule: PeriodRule::Date(tomorrow()),
+        start: time(9, 0, 0, 0),
+        end: time(12, 0, 0, 0),
+    })
+    .await
+    .unwrap();
+    let mt = h
+        .add_meeting_type(NewMeetingType { label: "Passeport".into(), duration_minutes: 30 })
+        .await
+        .unwrap();
+    (settings.id, mt.id)
+}
+
+fn nine_o_clock() -> Timestamp {
+    tomorrow().at(9, 0, 0, 0).to_zoned(paris()).unwrap().timestamp()
+}
+
+fn booking(mt: MeetingTypeId, at: Timestamp) -> SlotRequest {
+    let me = AccountId::new();
+    SlotRequest {
+        meeting_type_id: mt,
+        starts_at: at,
+        account_id: Some(me),
+        booked_by: Some(me),
+        lock_code: None,
+        ignore_delays: false,
+    }
+}
+
+#[test]
+fn concurrent_citizens_never_share_a_desk() {
+    run(async {
+        let s = Services::start(Store::open("mem://").await.unwrap(), SessionPolicy::default())
+            .unwrap();
+        let (agenda_id, mt) = agenda(&s, 3).await;
+        let h = s.meetings.get(agenda_id).await.unwrap();
+        let tasks: Vec<_> = (0..60)
+            .map(|_| {
+                let h = h.clone();
+                tokio::spawn(async move { h.book(booking(mt, nine_o_clock())).await })
+            })
+            .collect();
+        let mut booked = Vec::new();
+        let mut taken = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(m) => booked.push(m),
+                Err(MeetingsError::SlotTaken(_)) => taken += 1,
+                Err(e) => panic!("unexpected {e}"),
+            }
+        }
+        assert_eq!((booked.len(), taken), (3, 57));
+        let mut desks: Vec<_> = booked.iter().map(|m| m.desk_id).collect();
+        desks.sort();
+        desks.dedup();
+        assert_eq!(desks.len(), 3, "one meeting per desk");
+        // The slot is gone; the next one is still free on every desk.
+        let slots = h.slots(mt, tomorrow(), tomorrow(), None, false).await.unwrap();
+        assert_eq!(slots[0].starts_at, nine_o_clock() + SignedDuration::from_mins(30));
+        assert_eq!(slots[0].free_desks.len(), 3);
+        // A cancellation frees its desk, durably.
+        let cancelled = h.cancel(booked[0].id).await.unwrap();
+        assert_eq!(cancelled.status, MeetingStatus::Cancelled);
+        let stored = s.meetings.meeting(booked[0].id).await.unwrap();
+        assert_eq!(stored.status, MeetingStatus::Cancelled);
+        let again = h.book(booking(mt, nine_o_clock())).await.unwrap();
+        assert_eq!(again.desk_id, booked[0].desk_id);
+    });
+}
+
+#[test]
+fn two_processes_on_one_database_never_double_book_a_desk() {
+    run(async {
+        let store = Store::open("mem://").await.unwrap();
+        let a = Services::start(store.clone(), SessionPolicy::default()).unwrap();
+        let (agenda_id, mt) = agenda(&a, 1).await;
+        // A second set of actors over the same database, as another process would run.
+        let b = Services::start(store, SessionPolicy::default()).unwrap();
+        let ha = a.meetings.get(agenda_id).await.unwrap();
+        let hb = b.meetings.get(agenda_id).await.unwrap();
+        let mut ok = 0;
+        for round in 0..6 {
+            let at = nine_o_clock() + SignedDuration::from_mins(30 * round);
+            let (ra, rb) = tokio::join!(ha.book(booking(mt, at)), hb.book(booking(mt, at)));
+            ok += usize::from(ra.is_ok()) + usize::from(rb.is_ok());
+            assert!(ra.is_ok() != rb.is_ok(), "round {round}: exactly one of {ra:?} and {rb:?}");
+        }
+        assert_eq!(ok, 6);
+        // Both processes agree: every slot of the morning is taken.
+        let fresh = hb.slots(mt, tomorrow(), tomorrow(), None, false).await.unwrap();
+        assert!(fresh.is_empty(), "{fresh:?}");
+    });
+}
+
+#[test]
+fn holds_survive_a_restart_and_are_taken_over_by_their_booking() {
+    run(async {
+        let store = Store::open("mem://").await.unwrap();
+        let a = Services::start(store.clone(), SessionPolicy::default()).unwrap();
+        let (agenda_id, mt) = agenda(&a, 1).await;
+        let ha = a.meetings.get(agenda_id).await.unwrap();
+        let mut hold = booking(mt, nine_o_clock());
+        hold.account_id = None;
+        hold.lock_code = Some("form-session-1".into());
+        let held = ha.hold(hold.clone()).await.unwrap();
+        assert_eq!(held.status, MeetingStatus::Held);
+        a.runtime.shutdown();
+        // After a restart, the hold still keeps others out, and its holder books it.
+        let b = Services::start(store, SessionPolicy::default()).unwrap();
+        let hb = b.meetings.get(agenda_id).await.unwrap();
+        let other = hb.book(booking(mt, nine_o_clock())).await;
+        assert!(matches!(other, Err(MeetingsError::SlotTaken(_))), "{other:?}");
+        let mut mine = booking(mt, nine_o_clock());
+        mine.lock_code = hold.lock_code.clone();
+        let booked = hb.book(mine).await.unwrap();
+        assert_eq!((booked.id, booked.status), (held.id, MeetingStatus::Confirmed));
+    });
+}

@@ -1,0 +1,372 @@
+//! Meetings agendas end to end: a rush of citizens on one morning's slots, free slots pushed
+//! live over a websocket, holds, and bad input refused without a trace.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use clients::{GraphqlClient, WsClient, WsProtocol};
+use jiff::civil::Date;
+use jiff::tz::TimeZone;
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+fn paris() -> TimeZone {
+    TimeZone::get("Europe/Paris").unwrap()
+}
+
+fn tomorrow() -> Date {
+    jiff::Timestamp::now().to_zoned(paris()).date().tomorrow().unwrap()
+}
+
+async fn ok(client: &GraphqlClient, query: &str, variables: Value) -> Value {
+    let r = client.request(query, variables).await.unwrap();
+    assert!(r.is_ok(), "{query}: {}", r.body);
+    r.data().clone()
+}
+
+struct Setup {
+    agenda: String,
+    meeting_type: String,
+    desks: Vec<String>,
+}
+
+/// A meetings agenda open tomorrow 09:00–12:00 on `desks` desks, with a 30-minute type, bookable
+/// from now on.
+async fn meetings_agenda(admin: &GraphqlClient, slug: &str, desks: usize) -> Setup {
+    let agenda = ok(
+        admin,
+        "mutation($input: CreateAgendaInput!) { createAgenda(input: $input) { id kind } }",
+        json!({ "input": { "slug": slug, "label": "Passeports et CNI", "kind": "MEETINGS",
+                "meetings": { "minimalBookingDelayDays": 0, "closedOnPublicHolidays": false } } }),
+    )
+    .await["createAgenda"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut desk_ids = Vec::new();
+    for i in 0..desks {
+        let d = ok(
+            admin,
+            "mutation($input: CreateDeskInput!) { createDesk(input: $input) { id } }",
+            json!({ "input": { "agendaId": agenda, "label": format!("Guichet {}", i + 1) } }),
+        )
+        .await;
+        desk_ids.push(d["createDesk"]["id"].as_str().unwrap().to_owned());
+    }
+    ok(
+        admin,
+        "mutation($input: AddOpeningPeriodsInput!) { addOpeningPeriods(input: $input) { id } }",
+        json!({ "input": { "agendaId": agenda, "deskIds": desk_ids, "date": tomorrow().to_string(),
+                "startTime": "09:00", "endTime": "12:00" } }),
+    )
+    .await;
+    let mt = ok(
+        admin,
+        "mutation($input: CreateMeetingTypeInput!) { createMeetingType(input: $input) { id durationMinutes } }",
+        json!({ "input": { "agendaId": agenda, "label": "Dépôt de dossier", "durationMinutes": 30 } }),
+    )
+    .await["createMeetingType"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    Setup { agenda, meeting_type: mt, desks: desk_ids }
+}
+
+const FREE_SLOTS: &str = "query($a: ID!, $t: ID!, $d: String!) { freeSlots(agendaId: $a, meetingTypeId: $t, from: $d, to: $d) { startsAt endsAt freeDesks } }";
+const BOOK_SLOT: &str = "mutation($input: BookSlotInput!) { bookSlot(input: $input) { id deskId startsAt endsAt status } }";
+
+async fn free_slots(client: &GraphqlClient, s: &Setup) -> Vec<Value> {
+    ok(
+        client,
+        FREE_SLOTS,
+        json!({ "a": s.agenda, "t": s.meeting_type, "d": tomorrow().to_string() }),
+    )
+    .await["freeSlots"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+#[test]
+fn two_hundred_citizens_on_one_morning_never_share_a_desk() {
+    run(async {
+        let server = TestServer::start().await;
+        let admin = server.admin().await;
+        let s = meetings_agenda(&admin, "passeports", 3).await;
+        let slots = free_slots(&server.client(), &s).await;
+        assert_eq!(slots.len(), 6, "09:00 to 11:30: {slots:?}");
+        assert!(slots.iter().all(|slot| slot["freeDesks"] == 3));
+        let starts: Vec<String> =
+            slots.iter().map(|slot| slot["startsAt"].as_str().unwrap().to_owned()).collect();
+
+        let people = citizens(&server.client(), 200, "rdv").await;
+        let tasks: Vec<_> = people
+            .into_iter()
+            .enumerate()
+            .map(|(i, (client, _))| {
+                let input = json!({ "agendaId": s.agenda, "meetingTypeId": s.meeting_type,
+                                    "startsAt": starts[i % starts.len()] });
+                tokio::spawn(async move {
+                    client.request(BOOK_SLOT, json!({ "input": input })).await.unwrap()
+                })
+            })
+            .collect();
+        let mut acknowledged = BTreeSet::new();
+        let mut full = 0;
+        for t in tasks {
+            let r = t.await.unwrap();
+            match r.error_code() {
+                None => {
+                    let m = &r.data()["bookSlot"];
+                    assert_eq!(m["status"], "CONFIRMED");
+                    acknowledged.insert(m["id"].as_str().unwrap().to_owned());
+                }
+                Some("FULL") => full += 1,
+                Some(code) => panic!("unexpected {code}: {}", r.body),
+            }
+        }
+        assert_eq!((acknowledged.len(), full), (18, 182), "3 desks × 6 slots");
+        assert!(free_slots(&server.client(), &s).await.is_empty(), "the morning is fully booked");
+
+        // The agents' listing holds exactly the acknowledged meetings, one per desk and slot.
+        let listing = ok(
+            &admin,
+            "query($a: ID!, $d: String!) { agendaMeetings(agendaId: $a, from: $d, to: $d) { id deskId startsAt endsAt } }",
+            json!({ "a": s.agenda, "d": tomorrow().to_string() }),
+        )
+        .await;
+        let meetings = listing["agendaMeetings"].as_array().unwrap();
+        let listed: BTreeSet<String> =
+            meetings.iter().map(|m| m["id"].as_str().unwrap().to_owned()).collect();
+        assert_eq!(listed, acknowledged);
+        let mut per_desk: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+        for m in meetings {
+            let fresh = per_desk
+                .entry(m["deskId"].as_str().unwrap())
+                .or_default()
+                .insert(m["startsAt"].as_str().unwrap());
+            assert!(fresh, "desk double-booked: {m}");
+        }
+        assert_eq!(per_desk.len(), 3);
+        assert!(per_desk.keys().all(|d| s.desks.iter().any(|x| x == d)));
+        server.stop().await;
+    });
+}
+
+#[test]
+fn free_slots_change_live_as_they_are_booked_held_and_released() {
+    run(async {
+        let server = TestServer::start().await;
+        let admin = server.admin().await;
+        let s = meetings_agenda(&admin, "etat-civil", 1).await;
+        let people = citizens(&server.client(), 2, "live-rdv").await;
+        let (alice, bob) = (&people[0].0, &people[1].0);
+
+        let mut watcher =
+            WsClient::connect(&server.base, WsProtocol::TransportWs, None).await.unwrap();
+        let sub = "subscription($a: ID!, $t: ID!, $d: String!) { freeSlots(agendaId: $a, meetingTypeId: $t, from: $d, to: $d) { seq slots { startsAt freeDesks } } }";
+        watcher
+            .subscribe(
+                "slots",
+                sub,
+                json!({ "a": s.agenda, "t": s.meeting_type, "d": tomorrow().to_string() }),
+            )
+            .await
+            .unwrap();
+        let starts = |payload: &Value| -> Vec<String> {
+            payload["data"]["freeSlots"]["slots"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s["startsAt"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        let first = watcher.next_data("slots", Duration::from_secs(10)).await.unwrap();
+        let all = starts(&first);
+        assert_eq!(all.len(), 6);
+
+        // Alice books 09:00: it disappears.
+        let booked = ok(
+            alice,
+            BOOK_SLOT,
+            json!({ "input": { "agendaId": s.agenda, "meetingTypeId": s.meeting_type, "startsAt": all[0] } }),
+        )
+        .await;
+        let next = watcher.next_data("slots", Duration::from_secs(10)).await.unwrap();
+        assert_eq!(starts(&next), all[1..].to_vec());
+
+        // Bob holds 09:30 while he fills his form: gone for others, refused to Alice.
+        let hold =
+            "mutation($input: HoldSlotInput!) { holdSlot(input: $input) { id status holdUntil } }";
+        let held = ok(
+            bob,
+            hold,
+            json!({ "input": { "agendaId": s.agenda, "meetingTypeId": s.meeting_type, "startsAt": all[1], "lockCode": "bob-form-0001" } }),
+        )
+        .await;
+        assert_eq!(held["holdSlot"]["status"], "HELD");
+        let next = watcher.next_data("slots", Duration::from_secs(10)).await.unwrap();
+        assert_eq!(starts(&next), all[2..].to_vec());
+        let refused = alice
+            .request(hold, json!({ "input": { "agendaId": s.agenda, "meetingTypeId": s.meeting_type, "startsAt": all[1], "lockCode": "alice-form-01" } }))
+            .await
+            .unwrap();
+        assert_eq!(refused.error_code(), Some("FULL"), "{}", refused.body);
+
+        // Bob books with his lock code: the hold becomes his meeting.
+        let mine = ok(
+            bob,
+            BOOK_SLOT,
+            json!({ "input": { "agendaId": s.agenda, "meetingTypeId": s.meeting_type, "startsAt": all[1], "lockCode": "bob-form-0001" } }),
+        )
+        .await;
+        assert_eq!(mine["bookSlot"]["id"], held["holdSlot"]["id"]);
+        assert_eq!(mine["bookSlot"]["status"], "CONFIRMED");
+
+        // Alice cancels: 09:00 comes back.
+        let id = booked["bookSlot"]["id"].as_str().unwrap();
+        ok(alice, "mutation($id: ID!) { cancelMeeting(id: $id) { status } }", json!({ "id": id }))
+            .await;
+        let back = watcher.next_data("slots", Duration::from_secs(10)).await.unwrap();
+        let mut expected = vec![all[0].clone()];
+        expected.extend(all[2..].iter().cloned());
+        assert_eq!(starts(&back), expected);
+        // Bob cannot cancel Alice's meeting, and sees only his own.
+        let mine_only = ok(bob, "{ myMeetings { id status } }", json!({})).await;
+        assert_eq!(mine_only["myMeetings"].as_array().unwrap().len(), 1);
+        server.stop().await;
+    });
+}
+
+#[test]
+fn bad_meetings_input_is_refused_and_changes_nothing() {
+    run(async {
+        let server = TestServer::start().await;
+        let admin = server.admin().await;
+        let s = meetings_agenda(&admin, "urbanisme", 2).await;
+        let citizen = citizens(&server.client(), 1, "bad-rdv").await.remove(0).0;
+        let config = "query($slug: String!) { agenda(slug: $slug) { meetingTypes { id } desks { id } openingPeriods { id } exceptions { id } } }";
+        let before = ok(&admin, config, json!({ "slug": "urbanisme" })).await;
+        let periods =
+            "mutation($input: AddOpeningPeriodsInput!) { addOpeningPeriods(input: $input) { id } }";
+        let exception =
+            "mutation($input: AddExceptionInput!) { addException(input: $input) { id } }";
+        let now = jiff::Timestamp::now();
+        let in_a_year = tomorrow().checked_add(jiff::ToSpan::days(365)).unwrap();
+        // Next year's change to summer time, the last Sunday of March.
+        let spring = jiff::civil::date(tomorrow().year() + 1, 3, 31)
+            .nth_weekday_of_month(-1, jiff::civil::Weekday::Sunday)
+            .unwrap();
+        let anonymous = server.client();
+        let cases: Vec<(&GraphqlClient, &str, Value, &str)> = vec![
+            // Overlaps tomorrow's 09:00–12:00 on the first desk (the second desk is fine, but
+            // it is all or none).
+            (
+                &admin,
+                periods,
+                json!({ "input": { "agendaId": s.agenda, "deskIds": [s.desks[1], s.desks[0]], "date": tomorrow().to_string(), "startTime": "11:00", "endTime": "13:00" } }),
+                "BAD_USER_INPUT",
+            ),
+            // 02:30 does not exist on the last Sunday of March.
+            (
+                &admin,
+                periods,
+                json!({ "input": { "agendaId": s.agenda, "deskIds": [s.desks[0]], "date": spring.to_string(), "startTime": "02:30", "endTime": "05:00" } }),
+                "BAD_USER_INPUT",
+            ),
+            // Neither a weekday nor a date; a malformed time; an unknown desk.
+            (
+                &admin,
+                periods,
+                json!({ "input": { "agendaId": s.agenda, "deskIds": [s.desks[0]], "startTime": "14:00", "endTime": "15:00" } }),
+                "BAD_USER_INPUT",
+            ),
+            (
+                &admin,
+                periods,
+                json!({ "input": { "agendaId": s.agenda, "deskIds": [s.desks[0]], "weekday": "MONDAY", "startTime": "2pm", "endTime": "15:00" } }),
+                "BAD_USER_INPUT",
+            ),
+            (
+                &admin,
+                periods,
+                json!({ "input": { "agendaId": s.agenda, "deskIds": [s.agenda], "weekday": "MONDAY", "startTime": "14:00", "endTime": "15:00" } }),
+                "NOT_FOUND",
+            ),
+            // An exception in the past.
+            (
+                &admin,
+                exception,
+                json!({ "input": { "agendaId": s.agenda, "startsAt": (now - jiff::SignedDuration::from_hours(48)).to_string(), "endsAt": (now - jiff::SignedDuration::from_hours(24)).to_string(), "label": "Passé" } }),
+                "BAD_USER_INPUT",
+            ),
+            // A meeting longer than every opening period (three hours).
+            (
+                &admin,
+                "mutation($input: CreateMeetingTypeInput!) { createMeetingType(input: $input) { id } }",
+                json!({ "input": { "agendaId": s.agenda, "label": "Trop long", "durationMinutes": 240 } }),
+                "BAD_USER_INPUT",
+            ),
+            // Citizens do not configure agendas; events do not go in meetings agendas.
+            (
+                &citizen,
+                "mutation($input: CreateDeskInput!) { createDesk(input: $input) { id } }",
+                json!({ "input": { "agendaId": s.agenda, "label": "Pirate" } }),
+                "FORBIDDEN",
+            ),
+            (
+                &admin,
+                "mutation($input: CreateEventInput!) { createEvent(input: $input) { id } }",
+                json!({ "input": { "agendaId": s.agenda, "label": "Concert", "startsAt": (now + jiff::SignedDuration::from_hours(30)).to_string(), "places": 3 } }),
+                "BAD_USER_INPUT",
+            ),
+            // Not a slot (09:10), outside the booking delays (a year ahead), no token.
+            (
+                &citizen,
+                BOOK_SLOT,
+                json!({ "input": { "agendaId": s.agenda, "meetingTypeId": s.meeting_type, "startsAt": format!("{}T09:10:00+01:00", tomorrow()) } }),
+                "BAD_USER_INPUT",
+            ),
+            (
+                &citizen,
+                BOOK_SLOT,
+                json!({ "input": { "agendaId": s.agenda, "meetingTypeId": s.meeting_type, "startsAt": format!("{in_a_year}T09:00:00+01:00") } }),
+                "BAD_USER_INPUT",
+            ),
+            (
+                &anonymous,
+                BOOK_SLOT,
+                json!({ "input": { "agendaId": s.agenda, "meetingTypeId": s.meeting_type, "startsAt": format!("{}T09:00:00+01:00", tomorrow()) } }),
+                "UNAUTHENTICATED",
+            ),
+            // Unknown meeting type, an events agenda's id, a reversed date range.
+            (
+                &citizen,
+                FREE_SLOTS,
+                json!({ "a": s.agenda, "t": s.desks[0], "d": tomorrow().to_string() }),
+                "NOT_FOUND",
+            ),
+            (
+                &citizen,
+                "query($a: ID!, $t: ID!) { freeSlots(agendaId: $a, meetingTypeId: $t, from: \"2027-02-01\", to: \"2027-01-01\") { startsAt } }",
+                json!({ "a": s.agenda, "t": s.meeting_type }),
+                "BAD_USER_INPUT",
+            ),
+        ];
+        for (client, query, variables, code) in cases {
+            let r = client.request(query, variables.clone()).await.unwrap();
+            assert_eq!(r.error_code(), Some(code), "{query} {variables}: {}", r.body);
+        }
+        let after = ok(&admin, config, json!({ "slug": "urbanisme" })).await;
+        assert_eq!(before, after, "nothing was added");
+        assert!(
+            ok(&admin, "{ myMeetings { id } }", json!({})).await["myMeetings"]
+                .as_array()
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(free_slots(&citizen, &s).await.len(), 6, "every slot still free");
+        server.stop().await;
+    });
+}
