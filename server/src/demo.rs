@@ -1,6 +1,6 @@
 //! The demo town of `guichet serve --demo`: a swimming pool, a library and a vaccination centre
-//! with upcoming events, an agent, a few citizens and their bookings. Loading twice changes
-//! nothing.
+//! with upcoming events, the town hall's passport desks (a meetings agenda), an agent, a few
+//! citizens and their bookings. Loading twice changes nothing.
 
 use actors::Services;
 use actors::access::Roles;
@@ -8,8 +8,11 @@ use actors::account::{AccountError, NewAccount};
 use actors::agenda::model::{
     AgendaError, AgendaKind, BookRequest, FillNotifications, NewAgenda, NewEvent,
 };
+use actors::meetings::model::{
+    MeetingsRules, NewException, NewMeetingType, NewPeriods, PeriodRule, SlotRequest,
+};
 use anyhow::Context as _;
-use jiff::civil::{Date, Time};
+use jiff::civil::{Date, Time, Weekday};
 use jiff::{Timestamp, ToSpan};
 
 /// Demo accounts share this password; the README shows it.
@@ -83,7 +86,15 @@ pub async fn load(services: &Services) -> anyhow::Result<()> {
         "agent@demo.guichet.localhost",
         "Agnès",
         "Accueil",
-        Roles { admin: false, agent_roles: vec!["sport".into(), "culture".into(), "sante".into()] },
+        Roles {
+            admin: false,
+            agent_roles: vec![
+                "sport".into(),
+                "culture".into(),
+                "sante".into(),
+                "etat-civil".into(),
+            ],
+        },
     )
     .await?;
     for (email, first, last) in CITIZENS {
@@ -151,6 +162,99 @@ pub async fn load(services: &Services) -> anyhow::Result<()> {
             }
         }
     }
+    load_town_hall(services, &citizens, today).await?;
     tracing::info!("demo town loaded; demo accounts use the password {DEMO_PASSWORD:?}");
+    Ok(())
+}
+
+/// The town hall's passport desks: a meetings agenda with two desks open on weekday mornings
+/// and afternoons and on the 2nd and 4th Saturday mornings, two meeting types, a training
+/// closure and a few appointments.
+async fn load_town_hall(
+    services: &Services,
+    citizens: &[actors::ids::AccountId],
+    today: Date,
+) -> anyhow::Result<()> {
+    let created = services
+        .agendas
+        .create_agenda(NewAgenda {
+            slug: "passeports".into(),
+            label: "Mairie — passeports et cartes d'identité".into(),
+            kind: AgendaKind::Meetings,
+            fill_notifications: FillNotifications::default(),
+            auto_promote_waiting_list: false,
+            services: vec!["etat-civil".into()],
+            meetings: Some(MeetingsRules::default()),
+        })
+        .await;
+    let agenda = match created {
+        Ok(a) => a,
+        Err(AgendaError::SlugTaken(_)) => return Ok(()),
+        Err(e) => return Err(e).context("demo meetings agenda"),
+    };
+    let hall = services.meetings.get(agenda.id).await.context("demo meetings actor")?;
+    let mut desks = Vec::new();
+    for label in ["Guichet 1", "Guichet 2"] {
+        desks.push(hall.add_desk(label.into()).await.context("demo desk")?.id);
+    }
+    let weekdays =
+        [Weekday::Monday, Weekday::Tuesday, Weekday::Wednesday, Weekday::Thursday, Weekday::Friday];
+    for day in weekdays {
+        for (start, end) in [((8, 30), (12, 0)), ((13, 30), (17, 0))] {
+            hall.add_periods(NewPeriods {
+                desk_ids: desks.clone(),
+                rule: PeriodRule::Weekly(day),
+                start: Time::new(start.0, start.1, 0, 0)?,
+                end: Time::new(end.0, end.1, 0, 0)?,
+            })
+            .await
+            .context("demo opening period")?;
+        }
+    }
+    hall.add_periods(NewPeriods {
+        desk_ids: vec![desks[0]],
+        rule: PeriodRule::MonthlyNth { weekday: Weekday::Saturday, nths: vec![2, 4] },
+        start: Time::new(9, 0, 0, 0)?,
+        end: Time::new(12, 0, 0, 0)?,
+    })
+    .await
+    .context("demo Saturday period")?;
+    let deposit = hall
+        .add_meeting_type(NewMeetingType {
+            label: "Dépôt de dossier".into(), duration_minutes: 30
+        })
+        .await
+        .context("demo meeting type")?;
+    hall.add_meeting_type(NewMeetingType {
+        label: "Retrait de titre".into(),
+        duration_minutes: 15,
+    })
+    .await
+    .context("demo meeting type")?;
+    let in_a_week = today.checked_add(7.days()).context("demo date")?;
+    let paris = actors::time::paris();
+    hall.add_exception(NewException {
+        desk_ids: vec![desks[1]],
+        starts_at: in_a_week.to_zoned(paris.clone())?.timestamp(),
+        ends_at: in_a_week.tomorrow()?.to_zoned(paris)?.timestamp(),
+        label: "Formation des agents".into(),
+    })
+    .await
+    .context("demo exception")?;
+    // The first free slots of the coming days go to demo citizens.
+    let until = today.checked_add(14.days()).context("demo date")?;
+    let slots = hall.slots(deposit.id, today, until, None, false).await.context("demo slots")?;
+    for (slot, who) in slots.iter().step_by(5).zip(citizens) {
+        hall.book(SlotRequest {
+            meeting_type_id: deposit.id,
+            starts_at: slot.starts_at,
+            account_id: Some(*who),
+            booked_by: Some(*who),
+            lock_code: None,
+            ignore_delays: false,
+        })
+        .await
+        .context("demo appointment")?;
+    }
     Ok(())
 }

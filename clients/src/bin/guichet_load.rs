@@ -6,7 +6,8 @@
 //! Scenarios: the rate of a trivial query (the ceiling of this machine), durable bookings per
 //! second on one hot event and spread over 100 events, booking latency at half that load,
 //! fill-level push latency to 1, 100 and 1,000 subscribers, resident memory idle and per idle
-//! subscription.
+//! subscription, and a meetings agenda (free-slot latency over three months, 200 citizens booking
+//! one morning at once).
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -441,8 +442,199 @@ async fn main() -> anyhow::Result<()> {
             format!("p50 {} p99 {}", ms(percentile(&lat, 50.0)), ms(percentile(&lat, 99.0))),
         ));
     }
+    meetings_scenario(&admin, &users, &mut rows).await?;
     print_rows(rss_idle, rows);
     Ok(())
+}
+
+/// A town hall's meetings agenda with 5 desks open on weekdays 08:30–12:00 and 13:30–17:00 and
+/// meeting types of 15 and 30 minutes: the latency of `freeSlots` over three months, then 200
+/// citizens booking the same morning at once (the rate, and a check that no desk is shared).
+async fn meetings_scenario(
+    admin: &GraphqlClient,
+    users: &Arc<Vec<GraphqlClient>>,
+    rows: &mut Vec<(String, String)>,
+) -> anyhow::Result<()> {
+    let data = |r: clients::Response, what: &str| -> anyhow::Result<serde_json::Value> {
+        if !r.is_ok() {
+            bail!("{what}: {}", r.body);
+        }
+        Ok(r.data().clone())
+    };
+    let agenda = data(
+        admin
+            .request(
+                "mutation { createAgenda(input: { slug: \"load-mairie\", label: \"Mairie\", kind: MEETINGS, meetings: { minimalBookingDelayDays: 1, maximalBookingDelayDays: 120 } }) { id } }",
+                json!({}),
+            )
+            .await?,
+        "createAgenda",
+    )?["createAgenda"]["id"]
+        .as_str()
+        .context("agenda id")?
+        .to_owned();
+    let mut desks = Vec::new();
+    for i in 0..5 {
+        let d = data(
+            admin
+                .request(
+                    "mutation($a: ID!, $l: String!) { createDesk(input: { agendaId: $a, label: $l }) { id } }",
+                    json!({ "a": agenda, "l": format!("Guichet {i}") }),
+                )
+                .await?,
+            "createDesk",
+        )?;
+        desks.push(d["createDesk"]["id"].as_str().context("desk id")?.to_owned());
+    }
+    for day in ["MONDAY", "TUESDAY", "WEDNESDAY", "THURSDAY", "FRIDAY"] {
+        for (start, end) in [("08:30", "12:00"), ("13:30", "17:00")] {
+            data(
+                admin
+                    .request(
+                        "mutation($a: ID!, $d: [ID!]!, $w: Weekday!, $s: String!, $e: String!) { addOpeningPeriods(input: { agendaId: $a, deskIds: $d, weekday: $w, startTime: $s, endTime: $e }) { id } }",
+                        json!({ "a": agenda, "d": desks, "w": day, "s": start, "e": end }),
+                    )
+                    .await?,
+                "addOpeningPeriods",
+            )?;
+        }
+    }
+    let mut types = Vec::new();
+    for minutes in [15, 30] {
+        let t = data(
+            admin
+                .request(
+                    "mutation($a: ID!, $m: Int!) { createMeetingType(input: { agendaId: $a, label: \"RDV\", durationMinutes: $m }) { id } }",
+                    json!({ "a": agenda, "m": minutes }),
+                )
+                .await?,
+            "createMeetingType",
+        )?;
+        types.push(t["createMeetingType"]["id"].as_str().context("type id")?.to_owned());
+    }
+    let half_hour = types[1].clone();
+    let days = |from: u64, to: u64| {
+        let day = |n: u64| {
+            let secs = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs()
+                + n * 86_400;
+            civil_date(secs)
+        };
+        (day(from), day(to))
+    };
+    let (from, to) = days(0, 91);
+    let query = "query($a: ID!, $t: ID!, $f: String!, $u: String!) { freeSlots(agendaId: $a, meetingTypeId: $t, from: $f, to: $u) { startsAt freeDesks } }";
+    let vars = json!({ "a": agenda, "t": half_hour, "f": from, "u": to });
+    let first = data(admin.request(query, vars.clone()).await?, "freeSlots")?;
+    let slot_count = first["freeSlots"].as_array().map_or(0, Vec::len);
+    let c = admin.clone();
+    let (_, lat) = closed_loop(200, 1, move |_| {
+        let c = c.clone();
+        let vars = vars.clone();
+        async move {
+            let r = c.request(query, vars).await?;
+            if !r.is_ok() {
+                bail!("{}", r.body);
+            }
+            Ok(())
+        }
+    })
+    .await?;
+    rows.push((
+        format!("freeSlots over 3 months, 1 agenda × 5 desks ({slot_count} slots, 200 queries one at a time)"),
+        format!("p50 {} p99 {}", ms(percentile(&lat, 50.0)), ms(percentile(&lat, 99.0))),
+    ));
+
+    // The first open morning: every slot starting before noon on the first day listed.
+    let all = first["freeSlots"].as_array().context("slots")?;
+    let first_day =
+        all.first().and_then(|s| s["startsAt"].as_str()).context("no slot")?[..10].to_owned();
+    let morning: Vec<String> = all
+        .iter()
+        .filter_map(|s| s["startsAt"].as_str())
+        .filter(|s| s.starts_with(&first_day) && &s[11..13] < "12")
+        .map(str::to_owned)
+        .collect();
+    let bookers = 200.min(users.len());
+    let morning = Arc::new(morning);
+    let booked = Arc::new(AtomicUsize::new(0));
+    let (u, m, b, a, t) =
+        (users.clone(), morning.clone(), booked.clone(), agenda.clone(), half_hour.clone());
+    let (elapsed, lat) = closed_loop(bookers, bookers, move |i| {
+        let (u, m, b, a, t) = (u.clone(), m.clone(), b.clone(), a.clone(), t.clone());
+        async move {
+            let r = u[i]
+                .request(
+                    "mutation($a: ID!, $t: ID!, $s: DateTime!) { bookSlot(input: { agendaId: $a, meetingTypeId: $t, startsAt: $s }) { id } }",
+                    json!({ "a": a, "t": t, "s": m[i % m.len()] }),
+                )
+                .await?;
+            match r.error_code() {
+                None => {
+                    b.fetch_add(1, Ordering::Relaxed);
+                }
+                Some("FULL") => {}
+                Some(code) => bail!("bookSlot {code}: {}", r.body),
+            }
+            Ok(())
+        }
+    })
+    .await?;
+    let listing = data(
+        admin
+            .request(
+                "query($a: ID!, $d: String!) { agendaMeetings(agendaId: $a, from: $d, to: $d) { deskId startsAt endsAt } }",
+                json!({ "a": agenda, "d": first_day }),
+            )
+            .await?,
+        "agendaMeetings",
+    )?;
+    let mut per_desk: std::collections::BTreeMap<String, Vec<(String, String)>> =
+        Default::default();
+    for mt in listing["agendaMeetings"].as_array().context("meetings")? {
+        let key = mt["deskId"].as_str().unwrap_or_default().to_owned();
+        let span = (
+            mt["startsAt"].as_str().unwrap_or_default().to_owned(),
+            mt["endsAt"].as_str().unwrap_or_default().to_owned(),
+        );
+        per_desk.entry(key).or_default().push(span);
+    }
+    let mut overlaps = 0;
+    for spans in per_desk.values_mut() {
+        spans.sort();
+        overlaps += spans.windows(2).filter(|w| w[1].0 < w[0].1).count();
+    }
+    rows.push((
+        format!(
+            "slot bookings, {bookers} citizens at once on one morning ({} slot starts × 5 desks)",
+            morning.len()
+        ),
+        format!(
+            "{:.0} requests/s, p50 {} p99 {}; {} booked, {} desk overlaps",
+            bookers as f64 / elapsed.as_secs_f64(),
+            ms(percentile(&lat, 50.0)),
+            ms(percentile(&lat, 99.0)),
+            booked.load(Ordering::Relaxed),
+            overlaps
+        ),
+    ));
+    Ok(())
+}
+
+/// `YYYY-MM-DD` of a Unix time in UTC (days-from-civil inverse, Howard Hinnant's algorithm).
+fn civil_date(secs: u64) -> String {
+    let z = (secs / 86_400) as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
 }
 
 /// Prints the figures as a Markdown table, idle memory first.
