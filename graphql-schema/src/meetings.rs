@@ -4,17 +4,17 @@
 use actors::Services;
 use actors::access::Action;
 use actors::ids::{AccountId, AgendaId, DeskId, MeetingId, MeetingTypeId};
-use actors::meetings::MeetingsHandle;
 use actors::meetings::model::{
     Desk as DomainDesk, Meeting as DomainMeeting, MeetingStatus as DomainStatus,
     MeetingType as DomainType, MeetingsRules, NewException, NewMeetingType, NewPeriods,
     OpeningPeriod as DomainPeriod, PeriodRule, Slot as DomainSlot, SlotRequest,
     TimeException as DomainException,
 };
+use actors::meetings::{MeetingsHandle, SlotAgenda};
 use async_graphql::{Context, Enum, ID, InputObject, Object, SimpleObject, Subscription};
-use futures_util::stream::{self, Stream};
+use futures_util::stream::{self, Stream, StreamExt};
 use jiff::civil::{Date, Time, Weekday as CivilWeekday};
-use tokio::sync::broadcast::error::RecvError;
+use tokio_stream::wrappers::BroadcastStream;
 
 use crate::context::Caller;
 use crate::error::{BadInput, GqlResultExt};
@@ -149,16 +149,114 @@ impl From<&MeetingsRules> for MeetingsRulesView {
 pub struct MeetingType {
     /// Identifier.
     pub id: ID,
+    /// Short name, unique in the agenda (virtual agendas match their members' types by slug
+    /// and duration).
+    pub slug: String,
     /// Human name.
     pub label: String,
     /// Duration in minutes.
     pub duration_minutes: i32,
 }
 
+impl MeetingType {
+    /// A type all members of a virtual agenda share, shown with the first member's id.
+    pub(crate) fn shared(t: &actors::meetings::virtual_agenda::SharedType) -> Option<Self> {
+        Some(Self {
+            id: ID(t.id()?.to_string()),
+            slug: t.slug.clone(),
+            label: t.label.clone(),
+            duration_minutes: int(t.duration_minutes),
+        })
+    }
+}
+
+/// A period without slots in a virtual agenda.
+#[derive(SimpleObject, Clone)]
+pub struct ExclusionPeriod {
+    /// Identifier.
+    pub id: ID,
+    /// The weekday of a weekly or monthly period.
+    pub weekday: Option<Weekday>,
+    /// For a monthly period, which occurrences of the weekday.
+    pub weeks_of_month: Option<Vec<i32>>,
+    /// The date of a one-off period.
+    pub date: Option<String>,
+    /// Start, local (`HH:MM`).
+    pub start_time: String,
+    /// End, local (`HH:MM`).
+    pub end_time: String,
+}
+
+impl From<&actors::meetings::virtual_agenda::Exclusion> for ExclusionPeriod {
+    fn from(e: &actors::meetings::virtual_agenda::Exclusion) -> Self {
+        let (weekday, weeks_of_month, date) = rule_parts(&e.rule);
+        Self {
+            id: ID(e.id.to_string()),
+            weekday,
+            weeks_of_month,
+            date,
+            start_time: e.start.strftime("%H:%M").to_string(),
+            end_time: e.end.strftime("%H:%M").to_string(),
+        }
+    }
+}
+
+type RuleParts = (Option<Weekday>, Option<Vec<i32>>, Option<String>);
+
+fn rule_parts(rule: &PeriodRule) -> RuleParts {
+    match rule {
+        PeriodRule::Weekly(w) => (Some((*w).into()), None, None),
+        PeriodRule::MonthlyNth { weekday, nths } => {
+            (Some((*weekday).into()), Some(nths.iter().map(|n| i32::from(*n)).collect()), None)
+        }
+        PeriodRule::Date(d) => (None, None, Some(d.to_string())),
+    }
+}
+
+/// The rule of days given by `weekday`, `weeksOfMonth` and `date`.
+fn rule_of(
+    weekday: Option<Weekday>,
+    weeks_of_month: Option<Vec<i32>>,
+    date: Option<String>,
+) -> async_graphql::Result<PeriodRule> {
+    Ok(match (weekday, weeks_of_month, date) {
+        (Some(w), None, None) => PeriodRule::Weekly(w.into()),
+        (Some(w), Some(weeks), None) => PeriodRule::MonthlyNth {
+            weekday: w.into(),
+            nths: weeks.iter().map(|n| i8::try_from(*n).unwrap_or(i8::MAX)).collect(),
+        },
+        (None, None, Some(d)) => PeriodRule::Date(parse_date(&d, "date")?),
+        _ => {
+            return Err(BadInput(
+                "give either weekday (with optional weeksOfMonth) or date".into(),
+            ))
+            .gql();
+        }
+    })
+}
+
+/// Input of `addExclusionPeriod`: either `weekday` (with `weeksOfMonth`), or `date`.
+#[derive(InputObject)]
+pub struct AddExclusionPeriodInput {
+    /// A virtual agenda.
+    pub agenda_id: ID,
+    /// Every week on this day (or on some weeks of the month with `weeksOfMonth`).
+    pub weekday: Option<Weekday>,
+    /// Occurrences of `weekday` in the month: 1 to 5, -1 for the last.
+    pub weeks_of_month: Option<Vec<i32>>,
+    /// One date (`YYYY-MM-DD`), instead of `weekday`.
+    pub date: Option<String>,
+    /// Start, local (`HH:MM`).
+    pub start_time: String,
+    /// End, local (`HH:MM`).
+    pub end_time: String,
+}
+
 impl From<&DomainType> for MeetingType {
     fn from(t: &DomainType) -> Self {
         Self {
             id: ID(t.id.to_string()),
+            slug: t.slug.clone(),
             label: t.label.clone(),
             duration_minutes: int(t.duration_minutes),
         }
@@ -201,13 +299,7 @@ pub struct OpeningPeriod {
 
 impl From<&DomainPeriod> for OpeningPeriod {
     fn from(p: &DomainPeriod) -> Self {
-        let (weekday, weeks_of_month, date) = match &p.rule {
-            PeriodRule::Weekly(w) => (Some((*w).into()), None, None),
-            PeriodRule::MonthlyNth { weekday, nths } => {
-                (Some((*weekday).into()), Some(nths.iter().map(|n| i32::from(*n)).collect()), None)
-            }
-            PeriodRule::Date(d) => (None, None, Some(d.to_string())),
-        };
+        let (weekday, weeks_of_month, date) = rule_parts(&p.rule);
         Self {
             id: ID(p.id.to_string()),
             desk_id: ID(p.desk_id.to_string()),
@@ -271,7 +363,7 @@ impl From<&DomainSlot> for Slot {
 /// The free slots of a query, pushed again at every change.
 #[derive(SimpleObject, Clone)]
 pub struct SlotsUpdate {
-    /// Grows with every change of the agenda.
+    /// Counts the updates of this subscription, from 1.
     pub seq: String,
     /// The free slots now.
     pub slots: Vec<Slot>,
@@ -347,6 +439,8 @@ pub struct CreateMeetingTypeInput {
     pub agenda_id: ID,
     /// Human name.
     pub label: String,
+    /// Short name (lower-case letters, digits, dashes); derived from the label when not given.
+    pub slug: Option<String>,
     /// Duration in minutes, a multiple of 5.
     pub duration_minutes: i32,
 }
@@ -443,6 +537,12 @@ fn parse_time(s: &str, name: &str) -> async_graphql::Result<Time> {
         .gql()
 }
 
+/// The meetings or virtual agenda behind an id, for slots and bookings.
+async fn slot_agenda(ctx: &Context<'_>, id: &ID) -> async_graphql::Result<SlotAgenda> {
+    let services = ctx.data::<Services>()?;
+    services.meetings.slot_agenda(parse_id::<AgendaId>(id, "agenda")?).await.gql()
+}
+
 /// The meetings agenda behind an id.
 async fn meetings_agenda(ctx: &Context<'_>, id: &ID) -> async_graphql::Result<MeetingsHandle> {
     let services = ctx.data::<Services>()?;
@@ -472,7 +572,7 @@ impl MeetingsQuery {
         lock_code: Option<String>,
         #[graphql(default)] ignore_delays: bool,
     ) -> async_graphql::Result<Vec<Slot>> {
-        let handle = meetings_agenda(ctx, &agenda_id).await?;
+        let handle = slot_agenda(ctx, &agenda_id).await?;
         let caller = ctx.data::<Caller>()?;
         if ignore_delays {
             caller.may(Action::SeeBookings { agenda_services: &handle.settings().services })?;
@@ -530,6 +630,7 @@ impl MeetingsMutation {
         let t = handle
             .add_meeting_type(NewMeetingType {
                 label: input.label,
+                slug: input.slug,
                 duration_minutes: i64::from(input.duration_minutes),
             })
             .await
@@ -557,20 +658,7 @@ impl MeetingsMutation {
     ) -> async_graphql::Result<Vec<OpeningPeriod>> {
         ctx.data::<Caller>()?.may(Action::ManageAgendas)?;
         let handle = meetings_agenda(ctx, &input.agenda_id).await?;
-        let rule = match (input.weekday, input.weeks_of_month, input.date) {
-            (Some(w), None, None) => PeriodRule::Weekly(w.into()),
-            (Some(w), Some(weeks), None) => PeriodRule::MonthlyNth {
-                weekday: w.into(),
-                nths: weeks.iter().map(|n| i8::try_from(*n).unwrap_or(i8::MAX)).collect(),
-            },
-            (None, None, Some(d)) => PeriodRule::Date(parse_date(&d, "date")?),
-            _ => {
-                return Err(BadInput(
-                    "give either weekday (with optional weeksOfMonth) or date".into(),
-                ))
-                .gql();
-            }
-        };
+        let rule = rule_of(input.weekday, input.weeks_of_month, input.date)?;
         let desk_ids: Vec<DeskId> =
             input.desk_ids.iter().map(|d| parse_id(d, "desk")).collect::<Result<_, _>>()?;
         let periods = handle
@@ -607,6 +695,37 @@ impl MeetingsMutation {
         Ok(TimeException::from(&e))
     }
 
+    /// Adds a meetings agenda to a virtual agenda (administrators); the virtual agenda offers
+    /// the meeting types all its members share (same slug and duration).
+    async fn add_virtual_member(
+        &self,
+        ctx: &Context<'_>,
+        agenda_id: ID,
+        member_id: ID,
+    ) -> async_graphql::Result<crate::types::Agenda> {
+        ctx.data::<Caller>()?.may(Action::ManageAgendas)?;
+        let services = ctx.data::<Services>()?;
+        let v = services.meetings.virtual_agenda(parse_id(&agenda_id, "agenda")?).await.gql()?;
+        v.add_member(parse_id(&member_id, "agenda")?).await.gql()?;
+        Ok(crate::types::Agenda::from(v.settings()))
+    }
+
+    /// Adds a period without slots to a virtual agenda (administrators).
+    async fn add_exclusion_period(
+        &self,
+        ctx: &Context<'_>,
+        input: AddExclusionPeriodInput,
+    ) -> async_graphql::Result<ExclusionPeriod> {
+        ctx.data::<Caller>()?.may(Action::ManageAgendas)?;
+        let services = ctx.data::<Services>()?;
+        let v =
+            services.meetings.virtual_agenda(parse_id(&input.agenda_id, "agenda")?).await.gql()?;
+        let rule = rule_of(input.weekday, input.weeks_of_month, input.date)?;
+        let start = parse_time(&input.start_time, "startTime")?;
+        let end = parse_time(&input.end_time, "endTime")?;
+        Ok(ExclusionPeriod::from(&v.add_exclusion(rule, start, end).await.gql()?))
+    }
+
     /// Books a slot for the caller (or, for agents, for `userId`, also inside the booking
     /// delays). A free desk is chosen; with the lock code of the caller's hold on this slot, the
     /// hold becomes the booking. `FULL` when no desk is left.
@@ -618,7 +737,7 @@ impl MeetingsMutation {
         let services = ctx.data::<Services>()?;
         let caller = ctx.data::<Caller>()?;
         let me = caller.account()?;
-        let handle = meetings_agenda(ctx, &input.agenda_id).await?;
+        let handle = slot_agenda(ctx, &input.agenda_id).await?;
         let agents = &handle.settings().services;
         let owner = match &input.user_id {
             Some(id) => parse_id::<AccountId>(id, "user")?,
@@ -653,7 +772,7 @@ impl MeetingsMutation {
     ) -> async_graphql::Result<Meeting> {
         let caller = ctx.data::<Caller>()?;
         let me = caller.account()?;
-        let handle = meetings_agenda(ctx, &input.agenda_id).await?;
+        let handle = slot_agenda(ctx, &input.agenda_id).await?;
         caller
             .may(Action::Book { agenda_services: &handle.settings().services, for_account: me })?;
         let meeting = handle
@@ -690,8 +809,8 @@ impl MeetingsMutation {
 pub struct MeetingsSubscription;
 
 struct SlotsState {
-    rx: tokio::sync::broadcast::Receiver<actors::live::SlotsChanged>,
-    handle: MeetingsHandle,
+    changes: stream::SelectAll<BroadcastStream<actors::live::SlotsChanged>>,
+    handle: SlotAgenda,
     query: (MeetingTypeId, Date, Date, Option<String>),
     window: (jiff::Timestamp, jiff::Timestamp),
     last: Option<Vec<Slot>>,
@@ -710,8 +829,9 @@ impl SlotsState {
 
 #[Subscription]
 impl MeetingsSubscription {
-    /// The free slots of a meeting type on the local days `from` to `to`: now, then each time
-    /// a booking, hold, cancellation or configuration change alters them. Open to anyone.
+    /// The free slots of a meeting type on the local days `from` to `to` (of a meetings or a
+    /// virtual agenda): now, then each time a booking, hold, cancellation or configuration
+    /// change alters them. Open to anyone. `seq` counts the updates of this subscription.
     async fn free_slots(
         &self,
         ctx: &Context<'_>,
@@ -723,12 +843,19 @@ impl MeetingsSubscription {
     ) -> async_graphql::Result<impl Stream<Item = SlotsUpdate> + use<>> {
         let services = ctx.data::<Services>()?;
         let caller = ctx.data::<Caller>()?;
-        let handle = meetings_agenda(ctx, &agenda_id).await?;
+        let handle = slot_agenda(ctx, &agenda_id).await?;
         let mt: MeetingTypeId = parse_id(&meeting_type_id, "meeting type")?;
         let (from, to) = (parse_date(&from, "from")?, parse_date(&to, "to")?);
         // Subscribe before the first read, so that no change falls between the two; the first
-        // read also validates the query.
-        let rx = services.live.subscribe_slots(handle.settings().id);
+        // read also validates the query. A virtual agenda listens to each of its members.
+        let changes = stream::select_all(
+            handle
+                .slot_sources()
+                .await
+                .gql()?
+                .into_iter()
+                .map(|a| BroadcastStream::new(services.live.subscribe_slots(a))),
+        );
         handle.slots(mt, from, to, lock_code.clone(), false).await.gql()?;
         let tz = actors::time::paris();
         let start =
@@ -739,7 +866,7 @@ impl MeetingsSubscription {
             .and_then(|d| d.to_zoned(tz).ok())
             .map_or(jiff::Timestamp::MAX, |z| z.timestamp());
         let state = SlotsState {
-            rx,
+            changes,
             handle,
             query: (mt, from, to, lock_code),
             window: (start, end),
@@ -749,31 +876,29 @@ impl MeetingsSubscription {
             _open: Open::new(services.metrics.clone(), caller.session.as_ref()),
         };
         let updates = stream::unfold(state, |mut st| async move {
-            if st.first {
-                st.first = false;
-                let slots = st.read().await?;
-                st.last = Some(slots.clone());
-                return Some((SlotsUpdate { seq: st.seq.to_string(), slots }, st));
-            }
-            loop {
-                match st.rx.recv().await {
-                    Ok(change) => {
-                        st.seq = st.seq.max(change.seq);
+            if !st.first {
+                loop {
+                    match st.changes.next().await? {
                         // A change outside the days shown cannot alter them.
-                        if change.to <= st.window.0 || change.from >= st.window.1 {
+                        Ok(change) if change.to <= st.window.0 || change.from >= st.window.1 => {
                             continue;
                         }
+                        // Fell behind: whatever was missed, a fresh read covers it.
+                        Ok(_) | Err(_) => {}
                     }
-                    // Fell behind: whatever was missed, a fresh read covers it.
-                    Err(RecvError::Lagged(_)) => {}
-                    Err(RecvError::Closed) => return None,
+                    let slots = st.read().await?;
+                    if st.last.as_ref() != Some(&slots) {
+                        st.last = Some(slots);
+                        break;
+                    }
                 }
-                let slots = st.read().await?;
-                if st.last.as_ref() != Some(&slots) {
-                    st.last = Some(slots.clone());
-                    return Some((SlotsUpdate { seq: st.seq.to_string(), slots }, st));
-                }
+            } else {
+                st.first = false;
+                st.last = Some(st.read().await?);
             }
+            st.seq += 1;
+            let slots = st.last.clone().unwrap_or_default();
+            Some((SlotsUpdate { seq: st.seq.to_string(), slots }, st))
         });
         Ok(until_session_ends(updates, caller.session.clone()))
     }

@@ -108,6 +108,9 @@ pub enum AgendaKindGql {
     /// Appointments in slots of meeting types, on desks.
     #[graphql(name = "MEETINGS")]
     Meetings,
+    /// The union of meetings agendas that share meeting types.
+    #[graphql(name = "VIRTUAL")]
+    Virtual,
 }
 
 impl From<AgendaKind> for AgendaKindGql {
@@ -115,6 +118,7 @@ impl From<AgendaKind> for AgendaKindGql {
         match k {
             AgendaKind::Events => AgendaKindGql::Events,
             AgendaKind::Meetings => AgendaKindGql::Meetings,
+            AgendaKind::Virtual => AgendaKindGql::Virtual,
         }
     }
 }
@@ -124,6 +128,7 @@ impl From<AgendaKindGql> for AgendaKind {
         match k {
             AgendaKindGql::Events => AgendaKind::Events,
             AgendaKindGql::Meetings => AgendaKind::Meetings,
+            AgendaKindGql::Virtual => AgendaKind::Virtual,
         }
     }
 }
@@ -221,13 +226,44 @@ impl Agenda {
         crate::query::visible_events(ctx, &self.id).await
     }
 
-    /// Delays, holds, weekends and holidays (meetings agendas; null for others).
+    /// Delays, holds, weekends and holidays (meetings and virtual agendas; null for others).
     async fn meetings_rules(&self) -> Option<MeetingsRulesView> {
-        (self.kind == AgendaKindGql::Meetings).then(|| MeetingsRulesView::from(&self.rules))
+        matches!(self.kind, AgendaKindGql::Meetings | AgendaKindGql::Virtual)
+            .then(|| MeetingsRulesView::from(&self.rules))
     }
 
-    /// Meeting types (meetings agendas; empty for others). Public: citizens choose one.
+    /// The member agendas of a virtual agenda (empty for others).
+    async fn members(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Agenda>> {
+        let Some(v) = self.virtual_handle(ctx).await? else { return Ok(Vec::new()) };
+        let services = ctx.data::<actors::Services>()?;
+        let mut out = Vec::new();
+        for id in v.config().await.gql()?.members {
+            out.push(Agenda::from(services.meetings.get(id).await.gql()?.settings()));
+        }
+        Ok(out)
+    }
+
+    /// Periods without slots of a virtual agenda (empty for others).
+    async fn exclusion_periods(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Vec<crate::meetings::ExclusionPeriod>> {
+        let Some(v) = self.virtual_handle(ctx).await? else { return Ok(Vec::new()) };
+        Ok(v.config().await.gql()?.exclusions.iter().map(Into::into).collect())
+    }
+
+    /// Meeting types (meetings agendas; for virtual agendas, those all members share; empty for
+    /// others). Public: citizens choose one.
     async fn meeting_types(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<MeetingType>> {
+        if let Some(v) = self.virtual_handle(ctx).await? {
+            return Ok(v
+                .shared_types()
+                .await
+                .gql()?
+                .iter()
+                .filter_map(MeetingType::shared)
+                .collect());
+        }
         Ok(self
             .meetings_config(ctx, false)
             .await?
@@ -263,6 +299,18 @@ impl Agenda {
 }
 
 impl Agenda {
+    async fn virtual_handle(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Option<actors::meetings::VirtualHandle>> {
+        if self.kind != AgendaKindGql::Virtual {
+            return Ok(None);
+        }
+        let services = ctx.data::<actors::Services>()?;
+        let id = crate::query::parse_id::<actors::ids::AgendaId>(&self.id, "agenda")?;
+        Ok(Some(services.meetings.virtual_agenda(id).await.gql()?))
+    }
+
     /// The configuration of a meetings agenda, if the caller may see it (`agents_only`).
     async fn meetings_config(
         &self,

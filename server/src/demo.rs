@@ -221,12 +221,15 @@ async fn load_town_hall(
     .context("demo Saturday period")?;
     let deposit = hall
         .add_meeting_type(NewMeetingType {
-            label: "Dépôt de dossier".into(), duration_minutes: 30
+            label: "Dépôt de dossier".into(),
+            slug: None,
+            duration_minutes: 30,
         })
         .await
         .context("demo meeting type")?;
     hall.add_meeting_type(NewMeetingType {
         label: "Retrait de titre".into(),
+        slug: None,
         duration_minutes: 15,
     })
     .await

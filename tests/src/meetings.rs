@@ -370,3 +370,91 @@ fn bad_meetings_input_is_refused_and_changes_nothing() {
         server.stop().await;
     });
 }
+
+#[test]
+fn a_virtual_agenda_offers_its_members_slots_and_books_on_one_of_them() {
+    run(async {
+        let server = TestServer::start().await;
+        let admin = server.admin().await;
+        let centre = meetings_agenda(&admin, "mairie-centre", 1).await;
+        let annexe = meetings_agenda(&admin, "mairie-annexe", 2).await;
+        let create = "mutation($input: CreateAgendaInput!) { createAgenda(input: $input) { id } }";
+        let v = ok(
+            &admin,
+            create,
+            json!({ "input": { "slug": "toutes-mairies", "label": "Toutes les mairies", "kind": "VIRTUAL",
+                    "meetings": { "minimalBookingDelayDays": 0 } } }),
+        )
+        .await["createAgenda"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let add =
+            "mutation($a: ID!, $m: ID!) { addVirtualMember(agendaId: $a, memberId: $m) { id } }";
+        for member in [&centre.agenda, &annexe.agenda] {
+            ok(&admin, add, json!({ "a": v, "m": member })).await;
+        }
+        // Bad members: twice the same, an events agenda, an unknown id.
+        let events = create_agenda(&admin, "piscine", &[], &[]).await;
+        for (member, code) in [
+            (centre.agenda.clone(), "BAD_USER_INPUT"),
+            (events, "BAD_USER_INPUT"),
+            ("01a00000-0000-7000-8000-000000000000".to_owned(), "NOT_FOUND"),
+        ] {
+            let r = admin.request(add, json!({ "a": v, "m": member })).await.unwrap();
+            assert_eq!(r.error_code(), Some(code), "{}", r.body);
+        }
+        let agenda = ok(
+            &server.client(),
+            "query($id: ID!) { agenda(id: $id) { kind members { slug } meetingTypes { id slug durationMinutes } } }",
+            json!({ "id": v }),
+        )
+        .await;
+        assert_eq!(agenda["agenda"]["kind"], "VIRTUAL");
+        assert_eq!(agenda["agenda"]["members"].as_array().unwrap().len(), 2);
+        let types = agenda["agenda"]["meetingTypes"].as_array().unwrap();
+        assert_eq!(types.len(), 1, "the shared type: {types:?}");
+        let mt = types[0]["id"].as_str().unwrap().to_owned();
+        let shared = Setup { agenda: v.clone(), meeting_type: mt.clone(), desks: vec![] };
+        let slots = free_slots(&server.client(), &shared).await;
+        assert_eq!(slots.len(), 6);
+        assert!(slots.iter().all(|s| s["freeDesks"] == 3), "1 + 2 desks: {slots:?}");
+
+        // Four citizens want 09:00: three desks in all, so three are booked across the members.
+        let people = citizens(&server.client(), 4, "virtuel").await;
+        let at = slots[0]["startsAt"].as_str().unwrap().to_owned();
+        let mut booked_on = Vec::new();
+        for (client, _) in &people {
+            let r = client
+                .request(
+                    BOOK_SLOT.replace("id deskId", "id agendaId deskId").as_str(),
+                    json!({ "input": { "agendaId": v, "meetingTypeId": mt, "startsAt": at } }),
+                )
+                .await
+                .unwrap();
+            match r.error_code() {
+                None => {
+                    booked_on.push(r.data()["bookSlot"]["agendaId"].as_str().unwrap().to_owned())
+                }
+                Some(code) => assert_eq!(code, "FULL", "{}", r.body),
+            }
+        }
+        booked_on.sort();
+        let mut expected =
+            vec![annexe.agenda.clone(), annexe.agenda.clone(), centre.agenda.clone()];
+        expected.sort();
+        assert_eq!(booked_on, expected);
+        assert!(free_slots(&server.client(), &centre).await.len() == 5, "the member sees it too");
+
+        // An exclusion period of the virtual agenda hides slots there, not in the members.
+        ok(
+            &admin,
+            "mutation($input: AddExclusionPeriodInput!) { addExclusionPeriod(input: $input) { id } }",
+            json!({ "input": { "agendaId": v, "date": tomorrow().to_string(), "startTime": "11:00", "endTime": "12:00" } }),
+        )
+        .await;
+        assert_eq!(free_slots(&server.client(), &shared).await.len(), 3, "09:30 to 10:30");
+        assert_eq!(free_slots(&server.client(), &annexe).await.len(), 5);
+        server.stop().await;
+    });
+}

@@ -21,6 +21,8 @@ pub enum AgendaKind {
     Events,
     /// Appointments on desks, in slots of meeting types (a passport desk, a social worker).
     Meetings,
+    /// The union of meetings agendas sharing meeting types; bookings go to one member.
+    Virtual,
 }
 
 impl AgendaKind {
@@ -29,6 +31,7 @@ impl AgendaKind {
         match self {
             AgendaKind::Events => "events",
             AgendaKind::Meetings => "meetings",
+            AgendaKind::Virtual => "virtual",
         }
     }
 
@@ -37,6 +40,7 @@ impl AgendaKind {
         match s {
             "events" => Some(AgendaKind::Events),
             "meetings" => Some(AgendaKind::Meetings),
+            "virtual" => Some(AgendaKind::Virtual),
             _ => None,
         }
     }
@@ -133,7 +137,7 @@ impl NewAgenda {
             }
         }
         let meetings = match (self.kind, self.meetings) {
-            (AgendaKind::Meetings, rules) => {
+            (AgendaKind::Meetings | AgendaKind::Virtual, rules) => {
                 if !thresholds.is_empty() {
                     return Err(AgendaError::Invalid(
                         "fill notifications apply to events agendas only".into(),

@@ -13,8 +13,8 @@ use jiff::{SignedDuration, Timestamp};
 use tokio::sync::oneshot;
 
 use super::messages::{
-    AddDesk, AddException, AddMeetingType, AddPeriods, CancelMeeting, GetConfig, GetMeetings,
-    GetSlots, ReserveSlot,
+    AddDesk, AddException, AddMeetingType, AddPeriods, CancelMeeting, GetConfig, GetHold,
+    GetMeetings, GetSlots, ReserveSlot,
 };
 use super::model::{
     Desk, Meeting, MeetingStatus, MeetingType, MeetingsAgenda, MeetingsError, OpeningPeriod,
@@ -364,6 +364,20 @@ impl Handler<GetSlots> for MeetingsActor {
             msg.lock_code.as_deref(),
             msg.ignore_delays,
         )
+    }
+}
+
+impl Handler<GetHold> for MeetingsActor {
+    type Result = bool;
+
+    fn handle(&mut self, msg: GetHold, _: &mut Context<Self>) -> Self::Result {
+        let now = Timestamp::now();
+        self.agenda.meetings().into_iter().any(|m| {
+            m.status == MeetingStatus::Held
+                && m.occupies(now)
+                && m.starts_at == msg.starts_at
+                && m.lock_code.as_deref() == Some(msg.lock_code.as_str())
+        })
     }
 }
 

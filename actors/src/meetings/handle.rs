@@ -12,13 +12,14 @@ use tokio::sync::OnceCell;
 
 use super::actor::MeetingsActor;
 use super::messages::{
-    AddDesk, AddException, AddMeetingType, AddPeriods, CancelMeeting, GetConfig, GetMeetings,
-    GetSlots, ReserveSlot,
+    AddDesk, AddException, AddMeetingType, AddPeriods, CancelMeeting, GetConfig, GetHold,
+    GetMeetings, GetSlots, ReserveSlot,
 };
 use super::model::{
     Desk, Meeting, MeetingStatus, MeetingType, MeetingsAgenda, MeetingsError, NewException,
     NewMeetingType, NewPeriods, OpeningPeriod, Slot, SlotRequest, TimeException,
 };
+use super::virtual_handle::{SlotAgenda, VirtualActor, VirtualHandle, load_virtual};
 use crate::agenda::model::{AgendaKind, AgendaSettings};
 use crate::ids::{AccountId, AgendaId, MeetingId, MeetingTypeId};
 use crate::live::LiveHub;
@@ -33,6 +34,11 @@ fn unavailable(e: MailboxError) -> MeetingsError {
 fn store_error(e: StoreError) -> MeetingsError {
     tracing::error!(error = %e, "meetings store error");
     MeetingsError::Unavailable("storage unavailable".into())
+}
+
+/// The handle of a running actor, if there is one.
+fn running<T: Clone>(map: &Mutex<HashMap<AgendaId, Arc<OnceCell<T>>>>, id: AgendaId) -> Option<T> {
+    map.lock().unwrap_or_else(|p| p.into_inner()).get(&id).and_then(|c| c.get().cloned())
 }
 
 /// A live meetings agenda: its settings and its actor.
@@ -121,6 +127,18 @@ impl MeetingsHandle {
             .map_err(unavailable)?
     }
 
+    /// True when a live hold under `lock_code` starts at `starts_at` in this agenda.
+    pub async fn holds(
+        &self,
+        lock_code: &str,
+        starts_at: Timestamp,
+    ) -> Result<bool, MeetingsError> {
+        self.addr
+            .send(GetHold { lock_code: lock_code.to_owned(), starts_at })
+            .await
+            .map_err(unavailable)
+    }
+
     /// Cancels a booking or releases a hold.
     pub async fn cancel(&self, id: MeetingId) -> Result<Meeting, MeetingsError> {
         self.addr.send(CancelMeeting(id)).await.map_err(unavailable)?
@@ -133,6 +151,7 @@ struct RegistryInner {
     live: LiveHub,
     metrics: Arc<ActorMetrics>,
     actors: Mutex<HashMap<AgendaId, Arc<OnceCell<MeetingsHandle>>>>,
+    virtuals: Mutex<HashMap<AgendaId, Arc<OnceCell<VirtualHandle>>>>,
 }
 
 /// Finds or starts meetings actors and routes operations to them.
@@ -162,6 +181,7 @@ impl MeetingsRegistry {
                 live,
                 metrics,
                 actors: Mutex::new(HashMap::new()),
+                virtuals: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -221,6 +241,57 @@ impl MeetingsRegistry {
                 self.inner.actors.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
                 Err(e)
             }
+        }
+    }
+
+    /// The live virtual agenda, starting its actor on first use.
+    pub async fn virtual_agenda(&self, id: AgendaId) -> Result<VirtualHandle, MeetingsError> {
+        let cell = {
+            let mut virtuals = self.inner.virtuals.lock().unwrap_or_else(|p| p.into_inner());
+            virtuals.entry(id).or_default().clone()
+        };
+        let handle = cell
+            .get_or_try_init(|| async {
+                let (settings, config) = load_virtual(&self.inner.store, id).await?;
+                let inner = self.inner.clone();
+                let addr = self.inner.runtime.spawn(move |_| {
+                    VirtualActor::new(id, config, inner.store.clone(), inner.metrics.clone())
+                });
+                Ok::<_, MeetingsError>(VirtualHandle {
+                    addr,
+                    settings: Arc::new(settings),
+                    registry: self.clone(),
+                })
+            })
+            .await;
+        match handle {
+            Ok(h) => Ok(h.clone()),
+            Err(e) => {
+                self.inner.virtuals.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+                Err(e)
+            }
+        }
+    }
+
+    /// A meetings or virtual agenda, for slot queries and bookings.
+    pub async fn slot_agenda(&self, id: AgendaId) -> Result<SlotAgenda, MeetingsError> {
+        // A running actor tells the kind without a read.
+        if let Some(h) = running(&self.inner.actors, id) {
+            return Ok(SlotAgenda::Meetings(h));
+        }
+        if let Some(v) = running(&self.inner.virtuals, id) {
+            return Ok(SlotAgenda::Virtual(v));
+        }
+        let settings = self
+            .inner
+            .store
+            .agenda(id)
+            .await
+            .map_err(store_error)?
+            .ok_or(MeetingsError::AgendaNotFound)?;
+        match settings.kind {
+            AgendaKind::Virtual => Ok(SlotAgenda::Virtual(self.virtual_agenda(id).await?)),
+            _ => Ok(SlotAgenda::Meetings(self.get(id).await?)),
         }
     }
 

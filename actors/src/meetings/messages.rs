@@ -54,6 +54,14 @@ pub(super) struct GetSlots {
     pub(super) ignore_delays: bool,
 }
 
+/// From a virtual agenda: whether a hold under this lock code starts at this instant here.
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub(super) struct GetHold {
+    pub(super) lock_code: String,
+    pub(super) starts_at: jiff::Timestamp,
+}
+
 /// From the registry: the agenda's configuration.
 #[derive(Message)]
 #[rtype(result = "MeetingsConfig")]

@@ -84,6 +84,9 @@ impl MeetingsRules {
 pub struct MeetingType {
     /// Identifier.
     pub id: MeetingTypeId,
+    /// Short name, unique in the agenda; virtual agendas match their members' types by slug
+    /// and duration.
+    pub slug: String,
     /// Human name ("Passport application").
     pub label: String,
     /// Duration in minutes, a multiple of [`CELL_MINUTES`].
@@ -281,6 +284,8 @@ pub struct Slot {
 pub struct NewMeetingType {
     /// Human name.
     pub label: String,
+    /// Short name; derived from the label when not given.
+    pub slug: Option<String>,
     /// Duration in minutes.
     pub duration_minutes: i64,
 }
@@ -391,6 +396,41 @@ fn checked_label(label: &str) -> Result<String, MeetingsError> {
         return Err(invalid("label must have 1 to 200 characters"));
     }
     Ok(label.to_owned())
+}
+
+/// A slug from a label: lower-case ASCII letters and digits, accents dropped, dashes between
+/// words ("Dépôt de dossier" gives "depot-de-dossier").
+pub fn slugify(label: &str) -> String {
+    let mut out = String::with_capacity(label.len());
+    for c in label.to_lowercase().chars() {
+        let plain = match c {
+            'à' | 'â' | 'ä' | 'á' | 'ã' | 'å' => "a",
+            'é' | 'è' | 'ê' | 'ë' => "e",
+            'î' | 'ï' | 'í' | 'ì' => "i",
+            'ô' | 'ö' | 'ó' | 'ò' | 'õ' => "o",
+            'ù' | 'û' | 'ü' | 'ú' => "u",
+            'ç' => "c",
+            'ñ' => "n",
+            'ÿ' => "y",
+            'œ' => "oe",
+            'æ' => "ae",
+            c if c.is_ascii_alphanumeric() => {
+                out.push(c);
+                continue;
+            }
+            _ => "-",
+        };
+        if plain == "-" {
+            if !out.is_empty() && !out.ends_with('-') {
+                out.push('-');
+            }
+        } else {
+            out.push_str(plain);
+        }
+    }
+    let trimmed = out.trim_end_matches('-');
+    let slug: String = trimmed.chars().take(64).collect();
+    if slug.is_empty() { "type".into() } else { slug }
 }
 
 fn on_grid(t: Time) -> bool {
@@ -518,6 +558,26 @@ impl MeetingsAgenda {
         id: MeetingTypeId,
     ) -> Result<MeetingType, MeetingsError> {
         let label = checked_label(&input.label)?;
+        let slug = match input.slug {
+            Some(given) => {
+                let given = given.trim().to_owned();
+                let ok = !given.is_empty()
+                    && given.len() <= 64
+                    && given
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+                if !ok {
+                    return Err(invalid(
+                        "slug must be 1 to 64 lower-case letters, digits or dashes",
+                    ));
+                }
+                given
+            }
+            None => slugify(&label),
+        };
+        if self.types.values().any(|t| t.slug == slug) {
+            return Err(invalid(format!("a meeting type with slug {slug:?} exists already")));
+        }
         let d = input.duration_minutes;
         if d <= 0 || d > MAX_DURATION_MINUTES || d % CELL_MINUTES != 0 {
             return Err(invalid(format!(
@@ -531,7 +591,7 @@ impl MeetingsAgenda {
                 "a {d}-minute meeting is longer than every opening period (the longest lasts {longest} minutes)"
             )));
         }
-        Ok(MeetingType { id, label, duration_minutes: d as u32 })
+        Ok(MeetingType { id, slug, label, duration_minutes: d as u32 })
     }
 
     /// Validates a new desk.

@@ -61,7 +61,11 @@ async fn agenda(s: &Services, desks: usize) -> (AgendaId, MeetingTypeId) {
     .await
     .unwrap();
     let mt = h
-        .add_meeting_type(NewMeetingType { label: "Passeport".into(), duration_minutes: 30 })
+        .add_meeting_type(NewMeetingType {
+            label: "Passeport".into(),
+            slug: None,
+            duration_minutes: 30,
+        })
         .await
         .unwrap();
     (settings.id, mt.id)
@@ -170,5 +174,111 @@ fn holds_survive_a_restart_and_are_taken_over_by_their_booking() {
         mine.lock_code = hold.lock_code.clone();
         let booked = hb.book(mine).await.unwrap();
         assert_eq!((booked.id, booked.status), (held.id, MeetingStatus::Confirmed));
+    });
+}
+
+#[test]
+fn virtual_agendas_merge_members_and_book_on_one_of_them() {
+    run(async {
+        let s = Services::start(Store::open("mem://").await.unwrap(), SessionPolicy::default())
+            .unwrap();
+        let mut members = Vec::new();
+        for slug in ["mairie-centre", "mairie-annexe"] {
+            let settings = s
+                .agendas
+                .create_agenda(NewAgenda {
+                    slug: slug.into(),
+                    label: slug.into(),
+                    kind: AgendaKind::Meetings,
+                    fill_notifications: FillNotifications::default(),
+                    auto_promote_waiting_list: false,
+                    services: vec![],
+                    meetings: Some(MeetingsRules {
+                        minimal_booking_delay_days: 0,
+                        closed_on_public_holidays: false,
+                        ..MeetingsRules::default()
+                    }),
+                })
+                .await
+                .unwrap();
+            let h = s.meetings.get(settings.id).await.unwrap();
+            let desk = h.add_desk("Guichet".into()).await.unwrap();
+            h.add_periods(NewPeriods {
+                desk_ids: vec![desk.id],
+                rule: PeriodRule::Date(tomorrow()),
+                start: time(9, 0, 0, 0),
+                end: time(12, 0, 0, 0),
+            })
+            .await
+            .unwrap();
+            let mt = h
+                .add_meeting_type(NewMeetingType {
+                    label: "Passeport".into(),
+                    slug: None,
+                    duration_minutes: 30,
+                })
+                .await
+                .unwrap();
+            members.push((settings.id, mt.id));
+        }
+        let v = s
+            .agendas
+            .create_agenda(NewAgenda {
+                slug: "mairies".into(),
+                label: "Toutes les mairies".into(),
+                kind: AgendaKind::Virtual,
+                fill_notifications: FillNotifications::default(),
+                auto_promote_waiting_list: false,
+                services: vec![],
+                meetings: Some(MeetingsRules {
+                    minimal_booking_delay_days: 0,
+                    ..MeetingsRules::default()
+                }),
+            })
+            .await
+            .unwrap();
+        let vh = s.meetings.virtual_agenda(v.id).await.unwrap();
+        for (m, _) in &members {
+            vh.add_member(*m).await.unwrap();
+        }
+        assert!(vh.add_member(members[0].0).await.is_err(), "a member only once");
+        assert!(vh.add_member(v.id).await.is_err(), "not itself");
+        let shared = vh.shared_types().await.unwrap();
+        assert_eq!(shared.len(), 1);
+        // The second member's type id names the shared type too.
+        let mt = members[1].1;
+        let slots = vh.slots(mt, tomorrow(), tomorrow(), None, false).await.unwrap();
+        assert_eq!(slots.len(), 6);
+        assert!(slots.iter().all(|s| s.free_desks.len() == 2));
+        let tasks: Vec<_> = (0..5)
+            .map(|_| {
+                let vh = vh.clone();
+                tokio::spawn(async move { vh.book(booking(mt, nine_o_clock())).await })
+            })
+            .collect();
+        let mut agendas = Vec::new();
+        for t in tasks {
+            if let Ok(m) = t.await.unwrap() {
+                agendas.push(m.agenda_id);
+            }
+        }
+        agendas.sort();
+        let mut expected: Vec<AgendaId> = members.iter().map(|(a, _)| *a).collect();
+        expected.sort();
+        assert_eq!(agendas, expected, "one booking on each member, the others refused");
+        // An exclusion period hides the rest of the morning.
+        vh.add_exclusion(PeriodRule::Date(tomorrow()), time(10, 0, 0, 0), time(12, 0, 0, 0))
+            .await
+            .unwrap();
+        let slots = vh.slots(mt, tomorrow(), tomorrow(), None, false).await.unwrap();
+        assert_eq!(
+            slots.len(),
+            1,
+            "09:00 is booked on both members, 10:00 on is excluded: {slots:?}"
+        );
+        assert_eq!(
+            slots.first().map(|s| s.starts_at),
+            Some(nine_o_clock() + SignedDuration::from_mins(30))
+        );
     });
 }

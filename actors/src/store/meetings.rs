@@ -16,8 +16,9 @@ use super::{Store, StoreError, json, parse_id};
 use crate::ids::{AgendaId, MeetingId};
 use crate::meetings::model::{
     CELL_MINUTES, Desk, Meeting, MeetingStatus, MeetingType, OpeningPeriod, PeriodRule,
-    TimeException,
+    TimeException, slugify,
 };
+use crate::meetings::virtual_agenda::Exclusion;
 use crate::time::{from_micros, to_micros};
 
 /// The stored configuration of a meetings agenda.
@@ -37,6 +38,9 @@ pub struct MeetingsConfig {
 struct MeetingTypeRecord {
     id: String,
     agenda: String,
+    /// Absent from records written before slugs: derived from the label then.
+    #[serde(default)]
+    slug: String,
     label: String,
     duration_minutes: u32,
     created_us: i64,
@@ -209,6 +213,7 @@ impl Store {
         let rec = MeetingTypeRecord {
             id: t.id.to_string(),
             agenda: agenda.to_string(),
+            slug: t.slug.clone(),
             label: t.label.clone(),
             duration_minutes: t.duration_minutes,
             created_us: to_micros(now),
@@ -304,6 +309,7 @@ impl Store {
                 .map(|t| {
                     Ok(MeetingType {
                         id: parse_id(&t.id)?,
+                        slug: if t.slug.is_empty() { slugify(&t.label) } else { t.slug },
                         label: t.label,
                         duration_minutes: t.duration_minutes,
                     })
@@ -438,5 +444,85 @@ impl Store {
         )
         .await
         .map(drop)
+    }
+}
+
+impl Store {
+    /// Adds a member to a virtual agenda; `Duplicate` when it is one already.
+    pub async fn add_virtual_member(
+        &self,
+        virtual_agenda: AgendaId,
+        member: AgendaId,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.write(
+            "CREATE type::record('virtual_member', $key) CONTENT { virtual: $v, member: $m, created_us: $now }",
+            vec![
+                ("key", format!("{virtual_agenda}_{member}").into()),
+                ("v", virtual_agenda.to_string().into()),
+                ("m", member.to_string().into()),
+                ("now", to_micros(now).into()),
+            ],
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Stores an exclusion period of a virtual agenda.
+    pub async fn create_exclusion(
+        &self,
+        virtual_agenda: AgendaId,
+        e: &Exclusion,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        // Same shape as an opening period; the desk field names the virtual agenda itself.
+        let as_period = OpeningPeriod {
+            id: e.id,
+            desk_id: crate::ids::DeskId(virtual_agenda.0),
+            rule: e.rule.clone(),
+            start: e.start,
+            end: e.end,
+        };
+        let rec = PeriodRecord::of(&as_period, virtual_agenda, now);
+        self.write(
+            "CREATE type::record('virtual_exclusion', $rec.id) CONTENT $rec",
+            vec![("rec", json(&rec)?)],
+        )
+        .await
+        .map(drop)
+    }
+
+    /// The members (in the order they were added) and exclusion periods of a virtual agenda.
+    pub async fn virtual_config(
+        &self,
+        virtual_agenda: AgendaId,
+    ) -> Result<(Vec<AgendaId>, Vec<Exclusion>), StoreError> {
+        let v = || vec![("v", Value::from(virtual_agenda.to_string()))];
+        let members: Vec<String> = self
+            .rows(
+                "SELECT VALUE member FROM virtual_member WHERE virtual = $v ORDER BY created_us",
+                v(),
+            )
+            .await?;
+        let exclusions: Vec<PeriodRecord> = self
+            .rows(
+                "SELECT *, record::id(id) AS id FROM virtual_exclusion WHERE agenda = $v ORDER BY created_us",
+                v(),
+            )
+            .await?;
+        Ok((
+            members.iter().map(|m| parse_id(m)).collect::<Result<_, _>>()?,
+            exclusions
+                .into_iter()
+                .map(|r| {
+                    r.into_period().map(|p| Exclusion {
+                        id: p.id,
+                        rule: p.rule,
+                        start: p.start,
+                        end: p.end,
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+        ))
     }
 }

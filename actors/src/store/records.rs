@@ -107,7 +107,7 @@ impl AgendaRecord {
             emails: a.fill_notifications.emails.clone(),
             auto_promote: a.auto_promote_waiting_list,
             services: a.services.clone(),
-            meetings: (a.kind == AgendaKind::Meetings).then(|| {
+            meetings: matches!(a.kind, AgendaKind::Meetings | AgendaKind::Virtual).then(|| {
                 let m = &a.meetings;
                 MeetingsRulesRecord {
                     hide_weekends: m.hide_weekends,

@@ -50,6 +50,9 @@ struct Args {
     /// Stop after the memory figures (to profile the server's memory alone).
     #[arg(long)]
     memory_only: bool,
+    /// Run only the meetings scenarios (with 200 citizens).
+    #[arg(long)]
+    meetings_only: bool,
 }
 
 struct Server {
@@ -318,6 +321,11 @@ async fn main() -> anyhow::Result<()> {
         users.push(anon.login(&format!("load-{i}@citoyens.test"), "load-password").await?);
     }
     let users = Arc::new(users);
+    if args.meetings_only {
+        meetings_scenario(&admin, &users, &mut rows).await?;
+        print_rows(rss_idle, rows);
+        return Ok(());
+    }
 
     // Hot event: every citizen books the same event, a new event each round.
     let agenda = create_agenda(&admin, "load-hot").await?;
@@ -461,58 +469,7 @@ async fn meetings_scenario(
         }
         Ok(r.data().clone())
     };
-    let agenda = data(
-        admin
-            .request(
-                "mutation { createAgenda(input: { slug: \"load-mairie\", label: \"Mairie\", kind: MEETINGS, meetings: { minimalBookingDelayDays: 1, maximalBookingDelayDays: 120 } }) { id } }",
-                json!({}),
-            )
-            .await?,
-        "createAgenda",
-    )?["createAgenda"]["id"]
-        .as_str()
-        .context("agenda id")?
-        .to_owned();
-    let mut desks = Vec::new();
-    for i in 0..5 {
-        let d = data(
-            admin
-                .request(
-                    "mutation($a: ID!, $l: String!) { createDesk(input: { agendaId: $a, label: $l }) { id } }",
-                    json!({ "a": agenda, "l": format!("Guichet {i}") }),
-                )
-                .await?,
-            "createDesk",
-        )?;
-        desks.push(d["createDesk"]["id"].as_str().context("desk id")?.to_owned());
-    }
-    for day in ["MONDAY", "TUESDAY", "WEDNESDAY", "THURSDAY", "FRIDAY"] {
-        for (start, end) in [("08:30", "12:00"), ("13:30", "17:00")] {
-            data(
-                admin
-                    .request(
-                        "mutation($a: ID!, $d: [ID!]!, $w: Weekday!, $s: String!, $e: String!) { addOpeningPeriods(input: { agendaId: $a, deskIds: $d, weekday: $w, startTime: $s, endTime: $e }) { id } }",
-                        json!({ "a": agenda, "d": desks, "w": day, "s": start, "e": end }),
-                    )
-                    .await?,
-                "addOpeningPeriods",
-            )?;
-        }
-    }
-    let mut types = Vec::new();
-    for minutes in [15, 30] {
-        let t = data(
-            admin
-                .request(
-                    "mutation($a: ID!, $m: Int!) { createMeetingType(input: { agendaId: $a, label: \"RDV\", durationMinutes: $m }) { id } }",
-                    json!({ "a": agenda, "m": minutes }),
-                )
-                .await?,
-            "createMeetingType",
-        )?;
-        types.push(t["createMeetingType"]["id"].as_str().context("type id")?.to_owned());
-    }
-    let half_hour = types[1].clone();
+    let (agenda, half_hour) = town_hall(admin, "load-mairie").await?;
     let days = |from: u64, to: u64| {
         let day = |n: u64| {
             let secs = std::time::SystemTime::now()
@@ -620,7 +577,118 @@ async fn meetings_scenario(
             overlaps
         ),
     ));
+
+    // A virtual agenda of three such town halls.
+    let virtual_id = data(
+        admin
+            .request(
+                "mutation { createAgenda(input: { slug: \"load-mairies\", label: \"Mairies\", kind: VIRTUAL, meetings: { minimalBookingDelayDays: 1, maximalBookingDelayDays: 120 } }) { id } }",
+                json!({}),
+            )
+            .await?,
+        "createAgenda",
+    )?["createAgenda"]["id"]
+        .as_str()
+        .context("virtual id")?
+        .to_owned();
+    let mut shared_type = None;
+    for i in 0..3 {
+        let (member, mt) = town_hall(admin, &format!("load-mairie-{i}")).await?;
+        shared_type.get_or_insert(mt);
+        data(
+            admin
+                .request(
+                    "mutation($a: ID!, $m: ID!) { addVirtualMember(agendaId: $a, memberId: $m) { id } }",
+                    json!({ "a": virtual_id, "m": member }),
+                )
+                .await?,
+            "addVirtualMember",
+        )?;
+    }
+    let vars = json!({ "a": virtual_id, "t": shared_type, "f": from, "u": to });
+    let first = data(admin.request(query, vars.clone()).await?, "virtual freeSlots")?;
+    let slot_count = first["freeSlots"].as_array().map_or(0, Vec::len);
+    let c = admin.clone();
+    let (_, lat) = closed_loop(200, 1, move |_| {
+        let c = c.clone();
+        let vars = vars.clone();
+        async move {
+            let r = c.request(query, vars).await?;
+            if !r.is_ok() {
+                bail!("{}", r.body);
+            }
+            Ok(())
+        }
+    })
+    .await?;
+    rows.push((
+        format!("freeSlots over 3 months, virtual agenda of 3 members × 5 desks ({slot_count} slots, 200 queries one at a time)"),
+        format!("p50 {} p99 {}", ms(percentile(&lat, 50.0)), ms(percentile(&lat, 99.0))),
+    ));
     Ok(())
+}
+
+/// A meetings agenda with 5 desks open on weekdays 08:30–12:00 and 13:30–17:00 and meeting types
+/// of 15 and 30 minutes; returns its id and the 30-minute type's id.
+async fn town_hall(admin: &GraphqlClient, slug: &str) -> anyhow::Result<(String, String)> {
+    let data = |r: clients::Response, what: &str| -> anyhow::Result<serde_json::Value> {
+        if !r.is_ok() {
+            bail!("{what}: {}", r.body);
+        }
+        Ok(r.data().clone())
+    };
+    let agenda = data(
+        admin
+            .request(
+                "mutation($s: String!) { createAgenda(input: { slug: $s, label: $s, kind: MEETINGS, meetings: { minimalBookingDelayDays: 1, maximalBookingDelayDays: 120 } }) { id } }",
+                json!({ "s": slug }),
+            )
+            .await?,
+        "createAgenda",
+    )?["createAgenda"]["id"]
+        .as_str()
+        .context("agenda id")?
+        .to_owned();
+    let mut desks = Vec::new();
+    for i in 0..5 {
+        let d = data(
+            admin
+                .request(
+                    "mutation($a: ID!, $l: String!) { createDesk(input: { agendaId: $a, label: $l }) { id } }",
+                    json!({ "a": agenda, "l": format!("Guichet {i}") }),
+                )
+                .await?,
+            "createDesk",
+        )?;
+        desks.push(d["createDesk"]["id"].as_str().context("desk id")?.to_owned());
+    }
+    for day in ["MONDAY", "TUESDAY", "WEDNESDAY", "THURSDAY", "FRIDAY"] {
+        for (start, end) in [("08:30", "12:00"), ("13:30", "17:00")] {
+            data(
+                admin
+                    .request(
+                        "mutation($a: ID!, $d: [ID!]!, $w: Weekday!, $s: String!, $e: String!) { addOpeningPeriods(input: { agendaId: $a, deskIds: $d, weekday: $w, startTime: $s, endTime: $e }) { id } }",
+                        json!({ "a": agenda, "d": desks, "w": day, "s": start, "e": end }),
+                    )
+                    .await?,
+                "addOpeningPeriods",
+            )?;
+        }
+    }
+    let mut types = Vec::new();
+    for minutes in [15, 30] {
+        let t = data(
+            admin
+                .request(
+                    "mutation($a: ID!, $m: Int!) { createMeetingType(input: { agendaId: $a, label: \"RDV\", durationMinutes: $m }) { id } }",
+                    json!({ "a": agenda, "m": minutes }),
+                )
+                .await?,
+            "createMeetingType",
+        )?;
+        types.push(t["createMeetingType"]["id"].as_str().context("type id")?.to_owned());
+    }
+    Ok((agenda, types[1].clone()))
 }
 
 /// `YYYY-MM-DD` of a Unix time in UTC (days-from-civil inverse, Howard Hinnant's algorithm).

@@ -45,7 +45,7 @@ fn world() -> World {
     }
     let mt = agenda
         .new_meeting_type(
-            NewMeetingType { label: "Passeport".into(), duration_minutes: 30 },
+            NewMeetingType { label: "Passeport".into(), slug: None, duration_minutes: 30 },
             MeetingTypeId::new(),
         )
         .unwrap();
@@ -152,7 +152,7 @@ fn longer_meetings_block_overlapping_slots_of_other_types() {
     let hour = w
         .agenda
         .new_meeting_type(
-            NewMeetingType { label: "Mariage".into(), duration_minutes: 60 },
+            NewMeetingType { label: "Mariage".into(), slug: None, duration_minutes: 60 },
             MeetingTypeId::new(),
         )
         .unwrap();
@@ -203,7 +203,7 @@ fn a_night_period_across_the_spring_change_counts_real_minutes() {
     let quarter = w
         .agenda
         .new_meeting_type(
-            NewMeetingType { label: "Renseignement".into(), duration_minutes: 15 },
+            NewMeetingType { label: "Renseignement".into(), slug: None, duration_minutes: 15 },
             MeetingTypeId::new(),
         )
         .unwrap();
@@ -318,10 +318,40 @@ fn overlapping_and_malformed_periods_are_refused() {
     assert!(try_add(bad_nth, time(9, 0, 0, 0), time(12, 0, 0, 0)).is_err());
     // A meeting type longer than every period is refused.
     let long = w.agenda.new_meeting_type(
-        NewMeetingType { label: "Long".into(), duration_minutes: 240 },
+        NewMeetingType { label: "Long".into(), slug: None, duration_minutes: 240 },
         MeetingTypeId::new(),
     );
     assert!(long.is_err());
+}
+
+#[test]
+fn meeting_type_slugs_come_from_labels_and_are_unique() {
+    let mut w = world();
+    assert_eq!(w.agenda.types[&w.half_hour].slug, "passeport");
+    assert_eq!(slugify("Dépôt de dossier (CNI)"), "depot-de-dossier-cni");
+    assert_eq!(slugify("Œuvre — été"), "oeuvre-ete");
+    let again = w.agenda.new_meeting_type(
+        NewMeetingType { label: "Passeport".into(), slug: None, duration_minutes: 15 },
+        MeetingTypeId::new(),
+    );
+    assert!(again.is_err(), "the slug is taken");
+    let bad = w.agenda.new_meeting_type(
+        NewMeetingType { label: "X".into(), slug: Some("Pas Bon".into()), duration_minutes: 15 },
+        MeetingTypeId::new(),
+    );
+    assert!(bad.is_err());
+    let ok = w
+        .agenda
+        .new_meeting_type(
+            NewMeetingType {
+                label: "Passeport express".into(),
+                slug: Some("passeport-express".into()),
+                duration_minutes: 15,
+            },
+            MeetingTypeId::new(),
+        )
+        .unwrap();
+    w.agenda.types.insert(ok.id, ok);
 }
 
 #[test]
