@@ -268,3 +268,34 @@ fn state_survives_a_restart_of_the_actors() {
         assert_eq!((view.fill.booked_places, view.bookings.len(), view.fill.seq), (1, 1, 1));
     });
 }
+
+#[test]
+fn the_store_refuses_a_write_based_on_a_stale_event_or_beyond_its_places() {
+    run(async {
+        let store = Store::open("mem://").await.unwrap();
+        let s = world(Some(store.clone())).await;
+        let a = agenda(&s, "garde", &[]).await;
+        let e = event(&s, a, 2, 0).await;
+        s.agendas.book(request(&[e])).await.unwrap();
+        // A writer that still believes the event is at version 0 (before that booking).
+        let stale = store.events(&[e]).await.unwrap().remove(0);
+        let mut effects = super::model::Effects::default();
+        effects.touched.insert(e, stale.version - 1);
+        let mut written = stale.clone();
+        written.confirmed = 1;
+        written.version = stale.version;
+        let refused = store.commit_agenda_batch(&[written], &effects, Timestamp::now()).await;
+        assert!(matches!(refused, Err(crate::store::StoreError::Conflict(_))), "{refused:?}");
+        // Right version, but more confirmed bookings than places.
+        let mut effects = super::model::Effects::default();
+        effects.touched.insert(e, stale.version);
+        let mut over = stale.clone();
+        over.confirmed = 3;
+        over.version = stale.version + 1;
+        let refused = store.commit_agenda_batch(&[over], &effects, Timestamp::now()).await;
+        assert!(matches!(refused, Err(crate::store::StoreError::Conflict(_))), "{refused:?}");
+        // Nothing changed.
+        let after = store.events(&[e]).await.unwrap().remove(0);
+        assert_eq!((after.confirmed, after.version), (stale.confirmed, stale.version));
+    });
+}
