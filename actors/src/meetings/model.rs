@@ -558,6 +558,7 @@ impl MeetingsAgenda {
         id: MeetingTypeId,
     ) -> Result<MeetingType, MeetingsError> {
         let label = checked_label(&input.label)?;
+        let taken = |slug: &str| self.types.values().any(|t| t.slug == slug);
         let slug = match input.slug {
             Some(given) => {
                 let given = given.trim().to_owned();
@@ -571,13 +572,22 @@ impl MeetingsAgenda {
                         "slug must be 1 to 64 lower-case letters, digits or dashes",
                     ));
                 }
+                if taken(&given) {
+                    return Err(invalid(format!(
+                        "a meeting type with slug {given:?} exists already"
+                    )));
+                }
                 given
             }
-            None => slugify(&label),
+            // A slug derived from the label takes a number when another type has it, as in Chrono.
+            None => {
+                let base = slugify(&label);
+                (1..)
+                    .map(|n| if n == 1 { base.clone() } else { format!("{base}-{n}") })
+                    .find(|s| !taken(s))
+                    .unwrap_or(base)
+            }
         };
-        if self.types.values().any(|t| t.slug == slug) {
-            return Err(invalid(format!("a meeting type with slug {slug:?} exists already")));
-        }
         let d = input.duration_minutes;
         if d <= 0 || d > MAX_DURATION_MINUTES || d % CELL_MINUTES != 0 {
             return Err(invalid(format!(

@@ -680,8 +680,8 @@ async fn town_hall(admin: &GraphqlClient, slug: &str) -> anyhow::Result<(String,
         let t = data(
             admin
                 .request(
-                    "mutation($a: ID!, $m: Int!) { createMeetingType(input: { agendaId: $a, label: \"RDV\", durationMinutes: $m }) { id } }",
-                    json!({ "a": agenda, "m": minutes }),
+                    "mutation($a: ID!, $m: Int!, $l: String!) { createMeetingType(input: { agendaId: $a, label: $l, durationMinutes: $m }) { id } }",
+                    json!({ "a": agenda, "m": minutes, "l": format!("Rendez-vous {minutes} min") }),
                 )
                 .await?,
             "createMeetingType",

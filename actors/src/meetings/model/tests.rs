@@ -330,11 +330,23 @@ fn meeting_type_slugs_come_from_labels_and_are_unique() {
     assert_eq!(w.agenda.types[&w.half_hour].slug, "passeport");
     assert_eq!(slugify("Dépôt de dossier (CNI)"), "depot-de-dossier-cni");
     assert_eq!(slugify("Œuvre — été"), "oeuvre-ete");
-    let again = w.agenda.new_meeting_type(
-        NewMeetingType { label: "Passeport".into(), slug: None, duration_minutes: 15 },
+    let again = w
+        .agenda
+        .new_meeting_type(
+            NewMeetingType { label: "Passeport".into(), slug: None, duration_minutes: 15 },
+            MeetingTypeId::new(),
+        )
+        .unwrap();
+    assert_eq!(again.slug, "passeport-2", "a derived slug takes a number");
+    let taken = w.agenda.new_meeting_type(
+        NewMeetingType {
+            label: "Autre".into(),
+            slug: Some("passeport".into()),
+            duration_minutes: 15,
+        },
         MeetingTypeId::new(),
     );
-    assert!(again.is_err(), "the slug is taken");
+    assert!(taken.is_err(), "a given slug must be free");
     let bad = w.agenda.new_meeting_type(
         NewMeetingType { label: "X".into(), slug: Some("Pas Bon".into()), duration_minutes: 15 },
         MeetingTypeId::new(),
