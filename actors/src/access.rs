@@ -101,6 +101,16 @@ pub enum Action<'a> {
         /// Whose booking it is.
         for_account: AccountId,
     },
+    /// Run an agenda's events day to day: cancel a whole event, check attendance.
+    ManageEvents {
+        /// Services whose agents manage the agenda (empty: every agent).
+        agenda_services: &'a [String],
+    },
+    /// See the attendance record of `account` (the account itself, and agents).
+    SeeAttendance {
+        /// Whose record.
+        account: AccountId,
+    },
     /// Cancel a booking owned by `owner`.
     CancelBooking {
         /// Services whose agents manage the agenda.
@@ -153,7 +163,12 @@ pub fn authorize(principal: &Principal, action: Action<'_>) -> Result<(), Access
                 return Err(AccessError::Hidden);
             }
         }
-        Action::SeeBookings { agenda_services } => principal.is_agent_for(agenda_services),
+        Action::SeeBookings { agenda_services } | Action::ManageEvents { agenda_services } => {
+            principal.is_agent_for(agenda_services)
+        }
+        Action::SeeAttendance { account } => {
+            account == me || principal.roles().is_some_and(|r| r.admin || r.is_agent())
+        }
         Action::Book { agenda_services, for_account } => {
             for_account == me || principal.is_agent_for(agenda_services)
         }

@@ -42,4 +42,10 @@ impl ErrorCode {
 pub trait HasErrorCode {
     /// The transport-neutral code of this error.
     fn code(&self) -> ErrorCode;
+
+    /// Named lists of identifiers a client needs to act on the error (the full events of a
+    /// refused booking), sent beside the code; none by default.
+    fn extensions(&self) -> Vec<(&'static str, Vec<String>)> {
+        Vec::new()
+    }
 }

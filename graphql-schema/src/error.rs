@@ -32,7 +32,12 @@ pub fn to_gql<E: HasErrorCode + Display>(e: &E) -> async_graphql::Error {
         }
         _ => e.to_string(),
     };
-    coded(code, message)
+    let mut error = coded(code, message);
+    // For instance `fullEventIds` beside FULL, so that a client can show which events are full.
+    for (name, ids) in e.extensions() {
+        error = error.extend_with(|_, ext| ext.set(name, ids));
+    }
+    error
 }
 
 /// A GraphQL error with a code and a message.

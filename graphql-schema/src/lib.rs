@@ -2,7 +2,8 @@
 //! the caller against the single access policy, call a handle and convert the result.
 //!
 //! - `query`, `mutation`, `subscription`: the operations, split per aggregate and merged here;
-//!   `meetings` holds the types and operations of meetings agendas.
+//!   `events` holds recurrences, listings and attendance of events agendas, `meetings` the
+//!   types and operations of meetings agendas.
 //! - `types`, `scalars`: the wire types, converted from domain views.
 //! - `context`: the caller of a request.
 //! - `error`: the single translation of errors into GraphQL errors with `extensions.code`.
@@ -11,6 +12,7 @@
 
 pub mod context;
 pub mod error;
+pub mod events;
 pub mod meetings;
 pub mod mutation;
 pub mod query;
@@ -25,13 +27,19 @@ pub use context::Caller;
 
 /// The query root.
 #[derive(MergedObject, Default)]
-pub struct QueryRoot(query::AccountQuery, query::AgendaQuery, meetings::MeetingsQuery);
+pub struct QueryRoot(
+    query::AccountQuery,
+    query::AgendaQuery,
+    events::EventsQuery,
+    meetings::MeetingsQuery,
+);
 
 /// The mutation root.
 #[derive(MergedObject, Default)]
 pub struct MutationRoot(
     mutation::AccountMutation,
     mutation::AgendaMutation,
+    events::EventsMutation,
     meetings::MeetingsMutation,
 );
 

@@ -519,14 +519,14 @@ pub struct HoldSlotInput {
     pub lock_code: String,
 }
 
-fn parse_date(s: &str, name: &str) -> async_graphql::Result<Date> {
+pub(crate) fn parse_date(s: &str, name: &str) -> async_graphql::Result<Date> {
     s.trim()
         .parse::<Date>()
         .map_err(|_| BadInput(format!("{name} {s:?} is not a date like 2026-06-01")))
         .gql()
 }
 
-fn parse_time(s: &str, name: &str) -> async_graphql::Result<Time> {
+pub(crate) fn parse_time(s: &str, name: &str) -> async_graphql::Result<Time> {
     let t = s.trim();
     // `HH:MM`, or `HH:MM:SS`; nothing looser.
     let well_formed = (t.len() == 5 || t.len() == 8) && t.as_bytes().get(2) == Some(&b':');

@@ -161,6 +161,8 @@ impl AgendaMutation {
                 auto_promote_waiting_list: input.auto_promote_waiting_list,
                 services: input.services,
                 meetings: input.meetings.map(|m| m.into_rules()).transpose()?,
+                events: input.events.map(|e| e.into_rules()).transpose()?,
+                category: input.category,
             })
             .await
             .gql()?;
@@ -217,18 +219,22 @@ impl AgendaMutation {
         let event_ids: Vec<EventId> =
             input.event_ids.iter().map(|id| parse_id(id, "event")).collect::<Result<_, _>>()?;
         let agendas = services.agendas.agendas_of(&event_ids).await.gql()?;
-        let mut may_see_unpublished = true;
+        let mut by_agent = true;
         for handle in &agendas {
             let agents = &handle.settings().services;
             caller.may(Action::Book { agenda_services: agents, for_account: owner })?;
-            may_see_unpublished &=
-                caller.may(Action::SeeBookings { agenda_services: agents }).is_ok();
+            by_agent &= caller.may(Action::SeeBookings { agenda_services: agents }).is_ok();
         }
         if owner != me {
             services.accounts.get(owner).await.gql()?;
         }
-        let request =
-            BookRequest { event_ids, account_id: owner, booked_by: me, may_see_unpublished };
+        let request = BookRequest {
+            event_ids,
+            account_id: owner,
+            booked_by: me,
+            by_agent,
+            skip_already_booked: false,
+        };
         let bookings = services.agendas.book_in(&agendas, request).await.gql()?;
         Ok(bookings.iter().map(Booking::from).collect())
     }
@@ -238,7 +244,12 @@ impl AgendaMutation {
     async fn cancel_booking(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Booking> {
         let services = ctx.data::<Services>()?;
         let booking = owned_booking(ctx, &id).await?;
-        let (cancelled, _) = services.agendas.cancel(&booking).await.gql()?;
+        let handle = services.agendas.get(booking.agenda_id).await.gql()?;
+        let by_agent = ctx
+            .data::<Caller>()?
+            .may(Action::SeeBookings { agenda_services: &handle.settings().services })
+            .is_ok();
+        let (cancelled, _) = services.agendas.cancel(&booking, by_agent).await.gql()?;
         Ok(Booking::from(&cancelled))
     }
 

@@ -162,6 +162,10 @@ pub struct CreateAgendaInput {
     pub services: Vec<String>,
     /// Rules of a meetings agenda (kind `MEETINGS` only).
     pub meetings: Option<crate::meetings::MeetingsRulesInput>,
+    /// Booking rules of an events agenda (kind `EVENTS` only).
+    pub events: Option<crate::events::EventRulesInput>,
+    /// Category slug, to list agendas and events by category.
+    pub category: Option<String>,
 }
 
 /// An agenda.
@@ -180,8 +184,12 @@ pub struct Agenda {
     pub auto_promote_waiting_list: bool,
     /// Services whose agents manage it.
     pub services: Vec<String>,
+    /// Category slug.
+    pub category: Option<String>,
     #[graphql(skip)]
     pub(crate) fill: actors::agenda::model::FillNotifications,
+    #[graphql(skip)]
+    pub(crate) event_rules: actors::agenda::rules::EventRules,
     #[graphql(skip)]
     pub(crate) rules: actors::meetings::model::MeetingsRules,
 }
@@ -195,7 +203,9 @@ impl From<&AgendaSettings> for Agenda {
             kind: a.kind.into(),
             auto_promote_waiting_list: a.auto_promote_waiting_list,
             services: a.services.clone(),
+            category: a.category.clone(),
             fill: a.fill_notifications.clone(),
+            event_rules: a.events.clone(),
             rules: a.meetings.clone(),
         }
     }
@@ -224,6 +234,26 @@ impl Agenda {
             return Ok(Vec::new());
         }
         crate::query::visible_events(ctx, &self.id).await
+    }
+
+    /// Booking delays, cancellation deadline, mails and absence reasons (events agendas; null
+    /// for others).
+    async fn event_rules(&self) -> Option<crate::events::EventRulesView> {
+        (self.kind == AgendaKindGql::Events)
+            .then(|| crate::events::EventRulesView::from(&self.event_rules))
+    }
+
+    /// Recurrence rules (events agendas).
+    async fn recurrences(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Vec<crate::events::Recurrence>> {
+        if self.kind != AgendaKindGql::Events {
+            return Ok(Vec::new());
+        }
+        let services = ctx.data::<actors::Services>()?;
+        let id = crate::query::parse_id::<actors::ids::AgendaId>(&self.id, "agenda")?;
+        Ok(services.agendas.recurrences(id).await.gql()?.iter().map(Into::into).collect())
     }
 
     /// Delays, holds, weekends and holidays (meetings and virtual agendas; null for others).
@@ -394,6 +424,10 @@ pub struct Booking {
     pub status: BookingStatus,
     /// When it was made.
     pub created_at: DateTime,
+    /// Attendance: true came, false absent, null not checked.
+    pub present: Option<bool>,
+    /// The reason given for an absence.
+    pub absence_reason: Option<String>,
 }
 
 impl From<&BookingView> for Booking {
@@ -405,6 +439,8 @@ impl From<&BookingView> for Booking {
             user_id: ID(b.account_id.to_string()),
             status: b.status.into(),
             created_at: DateTime(b.created_at),
+            present: b.presence.as_ref().map(|p| p.present),
+            absence_reason: b.presence.as_ref().and_then(|p| p.absence_reason.clone()),
         }
     }
 }
@@ -494,8 +530,18 @@ pub struct Event {
     pub waiting_list_booked: i32,
     /// No booking can be accepted any more.
     pub full: bool,
+    /// The recurrence it is an occurrence of.
+    pub recurrence_id: Option<ID>,
+    /// The event was cancelled as a whole.
+    pub cancelled: bool,
+    /// When it was cancelled.
+    pub cancelled_at: Option<DateTime>,
+    /// Attendance was checked.
+    pub checked: bool,
     #[graphql(skip)]
     pub(crate) bookings: Option<Vec<Booking>>,
+    #[graphql(skip)]
+    pub(crate) recurrence: Option<actors::ids::RecurrenceId>,
 }
 
 #[ComplexObject]
@@ -504,6 +550,11 @@ impl Event {
     /// others).
     async fn bookings(&self) -> Option<Vec<Booking>> {
         self.bookings.clone()
+    }
+
+    /// The month it starts in, `YYYY-MM` in Europe/Paris, to group listings.
+    async fn month(&self) -> String {
+        self.month_key()
     }
 }
 
@@ -526,8 +577,18 @@ impl Event {
             waiting_list_places: int(f.waiting_list_places),
             waiting_list_booked: int(f.waiting_list_booked),
             full: f.full,
+            recurrence_id: v.recurrence_id.map(|r| ID(r.to_string())),
+            cancelled: v.cancelled_at.is_some(),
+            cancelled_at: v.cancelled_at.map(DateTime),
+            checked: v.checked,
             bookings,
+            recurrence: v.recurrence_id,
         }
+    }
+
+    /// `YYYY-MM` of its start in Europe/Paris.
+    pub fn month_key(&self) -> String {
+        self.starts_at.0.to_zoned(actors::time::paris()).strftime("%Y-%m").to_string()
     }
 }
 

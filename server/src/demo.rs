@@ -1,5 +1,5 @@
-//! The demo town of `guichet serve --demo`: a swimming pool, a library and a vaccination centre
-//! with upcoming events, the town hall's passport desks (a meetings agenda), an agent, a few
+//! The demo town of `guichet serve --demo`: a swimming pool (with a weekly aquagym season), a
+//! library and a vaccination centre with upcoming events, the town hall's passport desks (a meetings agenda), an agent, a few
 //! citizens and their bookings. Loading twice changes nothing.
 
 use actors::Services;
@@ -8,6 +8,8 @@ use actors::account::{AccountError, NewAccount};
 use actors::agenda::model::{
     AgendaError, AgendaKind, BookRequest, FillNotifications, NewAgenda, NewEvent,
 };
+use actors::agenda::recurrence::NewRecurrence;
+use actors::agenda::rules::{CitizenNotifications, EventRules};
 use actors::meetings::model::{
     MeetingsRules, NewException, NewMeetingType, NewPeriods, PeriodRule, SlotRequest,
 };
@@ -22,6 +24,7 @@ struct DemoAgenda {
     slug: &'static str,
     label: &'static str,
     services: &'static [&'static str],
+    category: &'static str,
     events: &'static [(&'static str, u32, i8, i64, i64)],
 }
 
@@ -31,23 +34,21 @@ const AGENDAS: &[DemoAgenda] = &[
         slug: "piscine-municipale",
         label: "Piscine municipale",
         services: &["sport"],
-        events: &[
-            ("Aquagym", 3, 10, 20, 5),
-            ("Bébés nageurs", 5, 9, 8, 4),
-            ("Aquagym", 10, 10, 20, 5),
-            ("Stage natation enfants", 14, 14, 12, 0),
-        ],
+        category: "sport",
+        events: &[("Bébés nageurs", 5, 9, 8, 4), ("Stage natation enfants", 14, 14, 12, 0)],
     },
     DemoAgenda {
         slug: "mediatheque",
         label: "Médiathèque Jules Verne",
         services: &["culture"],
+        category: "culture",
         events: &[("Heure du conte", 2, 16, 15, 5), ("Atelier numérique seniors", 7, 10, 6, 3)],
     },
     DemoAgenda {
         slug: "centre-vaccination",
         label: "Centre de vaccination",
         services: &["sante"],
+        category: "sante",
         events: &[("Vaccination grippe", 4, 9, 30, 10), ("Vaccination grippe", 11, 9, 30, 10)],
     },
 ];
@@ -121,6 +122,17 @@ pub async fn load(services: &Services) -> anyhow::Result<()> {
                 auto_promote_waiting_list: true,
                 services: demo.services.iter().map(|s| (*s).to_owned()).collect(),
                 meetings: None,
+                events: Some(EventRules {
+                    cancellation_deadline_hours: Some(24),
+                    citizen_notifications: CitizenNotifications {
+                        on_booking: true,
+                        on_cancellation: true,
+                        reminder_hours: None,
+                    },
+                    absence_reasons: vec!["Malade".into(), "Empêchement".into()],
+                    ..EventRules::default()
+                }),
+                category: Some(demo.category.into()),
             })
             .await;
         let agenda = match created {
@@ -156,14 +168,64 @@ pub async fn load(services: &Services) -> anyhow::Result<()> {
                     event_ids: vec![event.id],
                     account_id: *who,
                     booked_by: *who,
-                    may_see_unpublished: false,
+                    by_agent: false,
+                    skip_already_booked: false,
                 };
                 services.agendas.book(request).await.context("demo booking")?;
             }
         }
+        if demo.slug == "piscine-municipale" {
+            load_aquagym_season(services, agenda.id, &citizens, today).await?;
+        }
     }
     load_town_hall(services, &citizens, today).await?;
     tracing::info!("demo town loaded; demo accounts use the password {DEMO_PASSWORD:?}");
+    Ok(())
+}
+
+/// Aquagym every Monday at 10:00 for sixteen weeks, two citizens booked for the whole season.
+async fn load_aquagym_season(
+    services: &Services,
+    agenda: actors::ids::AgendaId,
+    citizens: &[actors::ids::AccountId],
+    today: Date,
+) -> anyhow::Result<()> {
+    let first_day = today.tomorrow().context("demo date")?;
+    let (rule, _) = services
+        .agendas
+        .add_recurrence(
+            agenda,
+            NewRecurrence {
+                label: "Aquagym".into(),
+                weekdays: vec![Weekday::Monday],
+                interval_weeks: 1,
+                start_time: Time::new(10, 0, 0, 0)?,
+                duration_minutes: Some(45),
+                first_day,
+                last_day: Some(first_day.checked_add(16.weeks()).context("demo date")?),
+                places: 20,
+                waiting_list_places: 5,
+                description: "Aquagym, Piscine municipale.".into(),
+                url: None,
+                publication_at: None,
+            },
+        )
+        .await
+        .context("demo recurrence")?;
+    for who in citizens.iter().take(2) {
+        let request = BookRequest {
+            event_ids: Vec::new(),
+            account_id: *who,
+            booked_by: *who,
+            by_agent: false,
+            skip_already_booked: true,
+        };
+        services
+            .agendas
+            .book_recurrence(&rule, request, None, None)
+            .await
+            .context("demo season booking")?;
+    }
     Ok(())
 }
 
@@ -185,6 +247,8 @@ async fn load_town_hall(
             auto_promote_waiting_list: false,
             services: vec!["etat-civil".into()],
             meetings: Some(MeetingsRules::default()),
+            events: None,
+            category: None,
         })
         .await;
     let agenda = match created {

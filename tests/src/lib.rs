@@ -13,6 +13,8 @@ mod bookings;
 #[cfg(test)]
 mod durability;
 #[cfg(test)]
+mod events;
+#[cfg(test)]
 mod mail;
 #[cfg(test)]
 mod meetings;

@@ -15,12 +15,10 @@ use tokio::sync::oneshot;
 
 use super::handle::{EventView, Peers};
 use super::messages::{
-    AddEvent, AdoptEvents, BookEvents, CancelBooking, GetEvent, GetEvents, PromoteWaitingList,
+    AddEvent, AddRecurrence, AdoptEvents, Apply, Change, Changed, GetEvent, GetEvents,
 };
-use super::model::{
-    AgendaError, AgendaSettings, BookRequest, BookingView, Effects, EventState, Ledger,
-};
-use crate::ids::{AgendaId, BookingId, EventId};
+use super::model::{AgendaError, AgendaSettings, Effects, EventState, Ledger, Working};
+use crate::ids::{AgendaId, BookingId, EventId, RecurrenceId};
 use crate::live::{BookingChanged, LiveHub};
 use crate::mail::MailNotifier;
 use crate::metrics::ActorMetrics;
@@ -31,28 +29,46 @@ const MAX_ATTEMPTS: u32 = 8;
 /// The most commands decided and written together.
 const MAX_BATCH: usize = 1024;
 
-type CancelResult = Result<(BookingView, Option<BookingView>), AgendaError>;
+type Outcome = Result<Changed, AgendaError>;
 
-enum Command {
-    Book(BookRequest, oneshot::Sender<Result<Vec<BookingView>, AgendaError>>),
-    Cancel(BookingId, oneshot::Sender<CancelResult>),
-    Promote(EventId, oneshot::Sender<Result<BookingView, AgendaError>>),
+struct Command {
+    change: Change,
+    reply: oneshot::Sender<Outcome>,
 }
 
 impl Command {
+    /// Events the change names directly (bookings are found through the ledger's index).
     fn event_ids(&self) -> &[EventId] {
-        match self {
-            Command::Book(r, _) => &r.event_ids,
-            Command::Cancel(..) => &[],
-            Command::Promote(e, _) => std::slice::from_ref(e),
+        match &self.change {
+            Change::Book(r) => &r.event_ids,
+            Change::Promote(e) | Change::CancelEvent(e) | Change::UpdateEvent(e, _) => {
+                std::slice::from_ref(e)
+            }
+            Change::MarkChecked(e, _) => std::slice::from_ref(e),
+            Change::Cancel { .. } | Change::MarkPresence(..) => &[],
         }
     }
 }
 
-enum Outcome {
-    Book(Result<Vec<BookingView>, AgendaError>),
-    Cancel(CancelResult),
-    Promote(Result<BookingView, AgendaError>),
+/// Applies one change to the batch being decided.
+fn decide(working: &mut Working<'_>, change: &Change, now: Timestamp) -> Outcome {
+    match change {
+        Change::Book(req) => working.book(req, now, BookingId::new).map(Changed::Bookings),
+        Change::Cancel { booking, by_agent } => {
+            working.cancel(*booking, *by_agent, now).map(|(c, p)| Changed::Cancelled(c, p))
+        }
+        Change::Promote(id) => working.promote_first(*id, now).map(Changed::Booking),
+        Change::CancelEvent(id) => working.cancel_event(*id, now).map(Changed::Bookings),
+        Change::UpdateEvent(id, patch) => {
+            working.update_event(*id, patch.clone(), now).map(Changed::Bookings)
+        }
+        Change::MarkPresence(id, presence) => {
+            working.mark_presence(*id, presence.clone(), now).map(Changed::Booking)
+        }
+        Change::MarkChecked(id, checked) => {
+            working.mark_checked(*id, *checked, now).map(|()| Changed::Done)
+        }
+    }
 }
 
 /// The actor of one agenda.
@@ -166,14 +182,8 @@ impl AgendaActor {
     fn decide_and_write(&mut self, batch: Vec<Command>, attempt: u32, ctx: &mut Context<Self>) {
         let now = Timestamp::now();
         let mut working = self.ledger.working();
-        let outcomes: Vec<Outcome> = batch
-            .iter()
-            .map(|c| match c {
-                Command::Book(req, _) => Outcome::Book(working.book(req, now, BookingId::new)),
-                Command::Cancel(id, _) => Outcome::Cancel(working.cancel(*id, now)),
-                Command::Promote(id, _) => Outcome::Promote(working.promote_first(*id, now)),
-            })
-            .collect();
+        let outcomes: Vec<Outcome> =
+            batch.iter().map(|c| decide(&mut working, &c.change, now)).collect();
         let (changed, effects) = working.finish();
         if effects.is_empty() {
             self.finish(batch, outcomes, changed, effects, ctx);
@@ -253,24 +263,16 @@ impl AgendaActor {
         self.metrics.queued_commands.fetch_sub(batch.len(), Ordering::Relaxed);
         for (command, outcome) in batch.into_iter().zip(outcomes) {
             // A caller that gave up (dropped its receiver) is not an error.
-            match (command, outcome) {
-                (Command::Book(_, tx), Outcome::Book(r)) => drop(tx.send(r)),
-                (Command::Cancel(_, tx), Outcome::Cancel(r)) => drop(tx.send(r)),
-                (Command::Promote(_, tx), Outcome::Promote(r)) => drop(tx.send(r)),
-                _ => tracing::error!("agenda batch outcomes out of order"),
-            }
+            drop(command.reply.send(outcome));
         }
     }
 
     fn fail(&mut self, batch: Vec<Command>, error: &StoreError, ctx: &mut Context<Self>) {
         tracing::error!(agenda = %self.agenda_id, %error, "agenda batch failed");
-        let err = || AgendaError::Unavailable("the booking could not be stored, try again".into());
         let outcomes = batch
             .iter()
-            .map(|c| match c {
-                Command::Book(..) => Outcome::Book(Err(err())),
-                Command::Cancel(..) => Outcome::Cancel(Err(err())),
-                Command::Promote(..) => Outcome::Promote(Err(err())),
+            .map(|_| {
+                Err(AgendaError::Unavailable("the change could not be stored, try again".into()))
             })
             .collect();
         self.answer(batch, outcomes);
@@ -329,39 +331,49 @@ impl Actor for AgendaActor {
     }
 }
 
-impl Handler<BookEvents> for AgendaActor {
-    type Result = ResponseFuture<Result<Vec<BookingView>, AgendaError>>;
+impl Handler<Apply> for AgendaActor {
+    type Result = ResponseFuture<Outcome>;
 
-    fn handle(&mut self, msg: BookEvents, ctx: &mut Context<Self>) -> Self::Result {
-        let (tx, rx) = oneshot::channel();
-        self.enqueue(Command::Book(msg.0, tx), ctx);
+    fn handle(&mut self, msg: Apply, ctx: &mut Context<Self>) -> Self::Result {
+        let (reply, rx) = oneshot::channel();
+        self.enqueue(Command { change: msg.0, reply }, ctx);
         Box::pin(async move {
             rx.await.unwrap_or_else(|_| Err(AgendaError::Unavailable("agenda stopped".into())))
         })
     }
 }
 
-impl Handler<CancelBooking> for AgendaActor {
-    type Result = ResponseFuture<CancelResult>;
+impl Handler<AddRecurrence> for AgendaActor {
+    type Result =
+        ResponseActFuture<Self, Result<(super::recurrence::Recurrence, usize), AgendaError>>;
 
-    fn handle(&mut self, msg: CancelBooking, ctx: &mut Context<Self>) -> Self::Result {
-        let (tx, rx) = oneshot::channel();
-        self.enqueue(Command::Cancel(msg.0, tx), ctx);
-        Box::pin(async move {
-            rx.await.unwrap_or_else(|_| Err(AgendaError::Unavailable("agenda stopped".into())))
-        })
-    }
-}
-
-impl Handler<PromoteWaitingList> for AgendaActor {
-    type Result = ResponseFuture<Result<BookingView, AgendaError>>;
-
-    fn handle(&mut self, msg: PromoteWaitingList, ctx: &mut Context<Self>) -> Self::Result {
-        let (tx, rx) = oneshot::channel();
-        self.enqueue(Command::Promote(msg.0, tx), ctx);
-        Box::pin(async move {
-            rx.await.unwrap_or_else(|_| Err(AgendaError::Unavailable("agenda stopped".into())))
-        })
+    fn handle(&mut self, msg: AddRecurrence, _: &mut Context<Self>) -> Self::Result {
+        let now = Timestamp::now();
+        let generated =
+            msg.0.generate(RecurrenceId::new(), self.agenda_id, &crate::time::paris(), now);
+        let (rule, events) = match generated {
+            Ok(g) => g,
+            Err(e) => return Box::pin(fut::ready(Err(e))),
+        };
+        let store = self.store.clone();
+        let write = async move {
+            store.create_recurrence(&rule, &events, now).await.map(|()| (rule, events))
+        };
+        Box::pin(write.into_actor(self).map(|result, act, _| match result {
+            Ok((rule, events)) => {
+                let n = events.len();
+                for e in events {
+                    act.ledger.put_event(e);
+                }
+                Ok((rule, n))
+            }
+            Err(e) => {
+                tracing::error!(agenda = %act.agenda_id, error = %e, "recurrence not stored");
+                Err(AgendaError::Unavailable(
+                    "the recurrence could not be stored, try again".into(),
+                ))
+            }
+        }))
     }
 }
 

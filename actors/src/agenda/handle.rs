@@ -9,14 +9,13 @@ use jiff::Timestamp;
 use tokio::sync::OnceCell;
 
 use super::actor::AgendaActor;
-use super::messages::{
-    AddEvent, BookEvents, CancelBooking, GetEvent, GetEvents, PromoteWaitingList,
-};
+use super::messages::{AddEvent, AddRecurrence, Apply, Change, Changed, GetEvent, GetEvents};
 use super::model::{
-    AgendaError, AgendaKind, AgendaSettings, BookRequest, BookingView, EventState, FillLevel,
-    NewAgenda, NewEvent,
+    AgendaError, AgendaKind, AgendaSettings, BookRequest, BookingView, EventPatch, EventState,
+    FillLevel, NewAgenda, NewEvent, Presence,
 };
-use crate::ids::{AccountId, AgendaId, BookingId, EventId};
+use super::recurrence::{NewRecurrence, Recurrence};
+use crate::ids::{AccountId, AgendaId, BookingId, EventId, RecurrenceId};
 use crate::live::LiveHub;
 use crate::mail::MailNotifier;
 use crate::metrics::ActorMetrics;
@@ -42,6 +41,12 @@ pub struct EventView {
     pub ends_at: Option<Timestamp>,
     /// Publication.
     pub publication_at: Option<Timestamp>,
+    /// The recurrence that generated it.
+    pub recurrence_id: Option<RecurrenceId>,
+    /// When it was cancelled as a whole.
+    pub cancelled_at: Option<Timestamp>,
+    /// Attendance checked.
+    pub checked: bool,
     /// Counters.
     pub fill: FillLevel,
     /// Active bookings (only when asked for), oldest first.
@@ -65,6 +70,9 @@ impl EventView {
             starts_at: e.starts_at,
             ends_at: e.ends_at,
             publication_at: e.publication_at,
+            recurrence_id: e.recurrence_id,
+            cancelled_at: e.cancelled_at,
+            checked: e.checked,
             fill: e.fill_level(),
             bookings,
         }
@@ -113,6 +121,15 @@ impl AgendaHandle {
     pub async fn events(&self) -> Result<Vec<EventView>, AgendaError> {
         self.addr.send(GetEvents).await.map_err(unavailable)
     }
+
+    async fn apply(&self, change: Change) -> Result<Changed, AgendaError> {
+        self.addr.send(Apply(change)).await.map_err(unavailable)?
+    }
+}
+
+fn unexpected(answer: Changed) -> AgendaError {
+    tracing::error!(?answer, "agenda actor answered another kind of change");
+    AgendaError::Unavailable("unexpected answer".into())
 }
 
 /// The addresses of running agenda actors, shared with them so that one actor can tell another
@@ -315,7 +332,10 @@ impl AgendaRegistry {
         let coordinator = agendas
             .first()
             .ok_or_else(|| AgendaError::Invalid("eventIds cannot be empty".into()))?;
-        coordinator.addr.send(BookEvents(request)).await.map_err(unavailable)?
+        match coordinator.apply(Change::Book(request)).await? {
+            Changed::Bookings(b) => Ok(b),
+            other => Err(unexpected(other)),
+        }
     }
 
     /// A booking as stored (to check who owns it before cancelling).
@@ -336,19 +356,151 @@ impl AgendaRegistry {
             .map_err(store_error)
     }
 
-    /// Cancels a booking; returns it and the booking promoted in its place, if any.
+    /// Cancels a booking; returns it and the booking promoted in its place, if any. Citizens
+    /// (`by_agent` false) only until the agenda's cancellation deadline.
     pub async fn cancel(
         &self,
         booking: &BookingView,
+        by_agent: bool,
     ) -> Result<(BookingView, Option<BookingView>), AgendaError> {
         let handle = self.get(booking.agenda_id).await?;
-        handle.addr.send(CancelBooking(booking.id)).await.map_err(unavailable)?
+        match handle.apply(Change::Cancel { booking: booking.id, by_agent }).await? {
+            Changed::Cancelled(c, p) => Ok((c, p)),
+            other => Err(unexpected(other)),
+        }
     }
 
     /// Confirms the first waiting-list booking of an event.
     pub async fn promote(&self, event: EventId) -> Result<BookingView, AgendaError> {
         let handle = self.agenda_of_event(event).await?;
-        handle.addr.send(PromoteWaitingList(event)).await.map_err(unavailable)?
+        match handle.apply(Change::Promote(event)).await? {
+            Changed::Booking(b) => Ok(b),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Cancels a whole event: its bookings are cancelled and their holders mailed.
+    pub async fn cancel_event(&self, event: EventId) -> Result<Vec<BookingView>, AgendaError> {
+        let handle = self.agenda_of_event(event).await?;
+        match handle.apply(Change::CancelEvent(event)).await? {
+            Changed::Bookings(b) => Ok(b),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Changes an event; answers it and the bookings its new places promoted.
+    pub async fn update_event(
+        &self,
+        event: EventId,
+        patch: EventPatch,
+    ) -> Result<(EventView, Vec<BookingView>), AgendaError> {
+        let handle = self.agenda_of_event(event).await?;
+        match handle.apply(Change::UpdateEvent(event, patch)).await? {
+            Changed::Bookings(promoted) => Ok((handle.event(event, false).await?, promoted)),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Records the attendance of a booking.
+    pub async fn mark_presence(
+        &self,
+        booking: &BookingView,
+        presence: Option<Presence>,
+    ) -> Result<BookingView, AgendaError> {
+        let handle = self.get(booking.agenda_id).await?;
+        match handle.apply(Change::MarkPresence(booking.id, presence)).await? {
+            Changed::Booking(b) => Ok(b),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Marks an event's attendance as checked (or reopens it).
+    pub async fn mark_checked(
+        &self,
+        event: EventId,
+        checked: bool,
+    ) -> Result<EventView, AgendaError> {
+        let handle = self.agenda_of_event(event).await?;
+        match handle.apply(Change::MarkChecked(event, checked)).await? {
+            Changed::Done => handle.event(event, true).await,
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Adds recurring events to an events agenda; answers the rule and how many occurrences
+    /// it generated.
+    pub async fn add_recurrence(
+        &self,
+        agenda: AgendaId,
+        input: NewRecurrence,
+    ) -> Result<(Recurrence, usize), AgendaError> {
+        let handle = self.get(agenda).await?;
+        if handle.settings.kind != AgendaKind::Events {
+            return Err(AgendaError::Invalid(format!(
+                "{} is not an events agenda",
+                handle.settings.slug
+            )));
+        }
+        handle.addr.send(AddRecurrence(input)).await.map_err(unavailable)?
+    }
+
+    /// The recurrence rules of an agenda.
+    pub async fn recurrences(&self, agenda: AgendaId) -> Result<Vec<Recurrence>, AgendaError> {
+        self.inner.store.recurrences(agenda).await.map_err(store_error)
+    }
+
+    /// A recurrence rule, wherever it belongs.
+    pub async fn recurrence(&self, id: RecurrenceId) -> Result<Recurrence, AgendaError> {
+        self.inner
+            .store
+            .recurrence(id)
+            .await
+            .map_err(store_error)?
+            .ok_or(AgendaError::RecurrenceNotFound)
+    }
+
+    /// Books every occurrence of a recurrence starting on the local days `from` to `to`
+    /// (inclusive; open ends when not given) that the caller may book now, all or none; the
+    /// occurrences the account holds already are left as they are. When some are full, the
+    /// error lists them all.
+    pub async fn book_recurrence(
+        &self,
+        rule: &Recurrence,
+        mut request: BookRequest,
+        from: Option<jiff::civil::Date>,
+        to: Option<jiff::civil::Date>,
+    ) -> Result<Vec<BookingView>, AgendaError> {
+        let handle = self.get(rule.agenda_id).await?;
+        let now = Timestamp::now();
+        let tz = crate::time::paris();
+        let rules = &handle.settings.events;
+        let occurrences: Vec<EventId> = handle
+            .events()
+            .await?
+            .into_iter()
+            .filter(|e| e.recurrence_id == Some(rule.id) && e.cancelled_at.is_none())
+            .filter(|e| e.starts_at > now)
+            .filter(|e| {
+                let day = e.starts_at.to_zoned(tz.clone()).date();
+                from.is_none_or(|f| day >= f) && to.is_none_or(|t| day <= t)
+            })
+            .filter(|e| {
+                request.by_agent
+                    || (e.is_published(now) && rules.check_booking_window(e.starts_at, now).is_ok())
+            })
+            .map(|e| e.id)
+            .collect();
+        if occurrences.is_empty() {
+            return Err(AgendaError::Invalid(
+                "no occurrence of this recurrence can be booked in that period".into(),
+            ));
+        }
+        request.event_ids = occurrences;
+        request.skip_already_booked = true;
+        match handle.apply(Change::Book(request)).await? {
+            Changed::Bookings(b) => Ok(b),
+            other => Err(unexpected(other)),
+        }
     }
 
     /// The live hub, to subscribe.

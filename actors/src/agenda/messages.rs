@@ -3,24 +3,56 @@
 use actix::Message;
 
 use super::handle::EventView;
-use super::model::{AgendaError, BookRequest, BookingView, EventState, NewEvent};
+use super::model::{
+    AgendaError, BookRequest, BookingView, EventPatch, EventState, NewEvent, Presence,
+};
+use super::recurrence::{NewRecurrence, Recurrence};
 use crate::ids::{BookingId, EventId};
 
-/// From the registry: book events (of this agenda, and possibly of others when this agenda
-/// coordinates a multi-agenda booking); answers the bookings, all or none.
-#[derive(Message)]
-#[rtype(result = "Result<Vec<BookingView>, AgendaError>")]
-pub(super) struct BookEvents(pub(super) BookRequest);
+/// A change of bookings or events, decided in the actor's next group and acknowledged once
+/// durable.
+#[derive(Debug)]
+pub(super) enum Change {
+    /// Book events (of this agenda, and possibly of others when this agenda coordinates a
+    /// multi-agenda booking), all or none.
+    Book(BookRequest),
+    /// Cancel an active booking; citizens only until the agenda's deadline.
+    Cancel { booking: BookingId, by_agent: bool },
+    /// Confirm the first waiting-list booking of an event (manual promotion).
+    Promote(EventId),
+    /// Cancel a whole event and its bookings.
+    CancelEvent(EventId),
+    /// Change an event's definition.
+    UpdateEvent(EventId, EventPatch),
+    /// Record a booking's attendance.
+    MarkPresence(BookingId, Option<Presence>),
+    /// Mark an event's attendance as checked.
+    MarkChecked(EventId, bool),
+}
 
-/// From the registry: cancel an active booking; answers it and the booking promoted in its place.
-#[derive(Message)]
-#[rtype(result = "Result<(BookingView, Option<BookingView>), AgendaError>")]
-pub(super) struct CancelBooking(pub(super) BookingId);
+/// What a change answers.
+#[derive(Debug)]
+pub(super) enum Changed {
+    /// New bookings, or the bookings a change cancelled or promoted.
+    Bookings(Vec<BookingView>),
+    /// A cancelled booking and the one promoted in its place.
+    Cancelled(BookingView, Option<BookingView>),
+    /// One booking after the change.
+    Booking(BookingView),
+    /// Done.
+    Done,
+}
 
-/// From the registry: confirm the first waiting-list booking of an event (manual promotion).
+/// From the registry: apply a change.
 #[derive(Message)]
-#[rtype(result = "Result<BookingView, AgendaError>")]
-pub(super) struct PromoteWaitingList(pub(super) EventId);
+#[rtype(result = "Result<Changed, AgendaError>")]
+pub(super) struct Apply(pub(super) Change);
+
+/// From the registry: add a recurrence and its occurrences; answers the rule and the number of
+/// occurrences once stored.
+#[derive(Message)]
+#[rtype(result = "Result<(Recurrence, usize), AgendaError>")]
+pub(super) struct AddRecurrence(pub(super) NewRecurrence);
 
 /// From the registry: add an event; answers it once stored.
 #[derive(Message)]

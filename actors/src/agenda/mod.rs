@@ -5,6 +5,8 @@ mod actor;
 mod handle;
 mod messages;
 pub mod model;
+pub mod recurrence;
+pub mod rules;
 #[cfg(test)]
 mod tests;
 

@@ -8,11 +8,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use jiff::Timestamp;
 
+use super::rules::{BookingWindow, EventRules};
 use crate::error::{ErrorCode, HasErrorCode};
-use crate::ids::{AccountId, AgendaId, BookingId, EventId, MailId};
+use crate::ids::{AccountId, AgendaId, BookingId, EventId, MailId, RecurrenceId};
 use crate::mail::OutgoingMail;
 use crate::meetings::model::MeetingsRules;
-use crate::time::human;
+use crate::time::{from_micros, human, to_micros};
 
 /// The kinds of agenda.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +75,11 @@ pub struct AgendaSettings {
     pub services: Vec<String>,
     /// Delays, holds, weekends and holidays of a meetings agenda (defaults for other kinds).
     pub meetings: MeetingsRules,
+    /// Delays, cancellation deadline, mails and absence reasons of an events agenda (defaults
+    /// for other kinds).
+    pub events: EventRules,
+    /// The category it is listed under (a slug), if any.
+    pub category: Option<String>,
 }
 
 /// What an administrator gives to create an agenda.
@@ -93,21 +99,17 @@ pub struct NewAgenda {
     pub services: Vec<String>,
     /// Rules of a meetings agenda; Chrono's defaults when not given.
     pub meetings: Option<MeetingsRules>,
+    /// Rules of an events agenda; no delay and no mail when not given.
+    pub events: Option<EventRules>,
+    /// Category slug.
+    pub category: Option<String>,
 }
 
 impl NewAgenda {
     /// Checks the input and builds the agenda's settings.
     pub fn validate(self, id: AgendaId) -> Result<AgendaSettings, AgendaError> {
-        let slug = self.slug.trim().to_owned();
-        let slug_ok = !slug.is_empty()
-            && slug.len() <= 64
-            && slug.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-            && !slug.starts_with('-');
-        if !slug_ok {
-            return Err(AgendaError::Invalid(
-                "slug must be 1 to 64 lower-case letters, digits or dashes".into(),
-            ));
-        }
+        let slug = checked_slug(&self.slug, "slug")?;
+        let category = self.category.as_deref().map(|c| checked_slug(c, "category")).transpose()?;
         let label = checked_label(&self.label)?;
         let mut thresholds = Vec::new();
         for t in &self.fill_notifications.thresholds {
@@ -155,6 +157,18 @@ impl NewAgenda {
                 ));
             }
         };
+        let events = match (self.kind, self.events) {
+            (AgendaKind::Events, rules) => rules
+                .unwrap_or_default()
+                .validate()
+                .map_err(|e| AgendaError::Invalid(e.to_string()))?,
+            (_, None) => EventRules::default(),
+            (_, Some(_)) => {
+                return Err(AgendaError::Invalid(
+                    "event rules apply to events agendas only".into(),
+                ));
+            }
+        };
         Ok(AgendaSettings {
             id,
             slug,
@@ -164,8 +178,25 @@ impl NewAgenda {
             auto_promote_waiting_list: self.auto_promote_waiting_list,
             services: self.services.iter().map(|s| s.trim().to_owned()).collect(),
             meetings,
+            events,
+            category,
         })
     }
+}
+
+/// A slug: 1 to 64 lower-case letters, digits or dashes, not starting with a dash.
+pub fn checked_slug(slug: &str, what: &str) -> Result<String, AgendaError> {
+    let slug = slug.trim();
+    let ok = !slug.is_empty()
+        && slug.len() <= 64
+        && slug.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !slug.starts_with('-');
+    if !ok {
+        return Err(AgendaError::Invalid(format!(
+            "{what} must be 1 to 64 lower-case letters, digits or dashes"
+        )));
+    }
+    Ok(slug.to_owned())
 }
 
 fn checked_label(label: &str) -> Result<String, AgendaError> {
@@ -219,15 +250,17 @@ impl NewEvent {
         if self.description.len() > 20_000 {
             return Err(AgendaError::Invalid("description is longer than 20,000 bytes".into()));
         }
+        // Instants are stored in microseconds: keep no more precision in memory than on disk.
+        let stored = |t: Timestamp| from_micros(to_micros(t));
         Ok(EventState {
             id,
             agenda_id,
             label,
             description: self.description,
             url: self.url,
-            starts_at: self.starts_at,
-            ends_at: self.ends_at,
-            publication_at: self.publication_at,
+            starts_at: stored(self.starts_at),
+            ends_at: self.ends_at.map(stored),
+            publication_at: self.publication_at.map(stored),
             places,
             waiting_list_places,
             confirmed: 0,
@@ -236,8 +269,32 @@ impl NewEvent {
             bookings: HashMap::new(),
             waiting_queue: VecDeque::new(),
             version: 0,
+            recurrence_id: None,
+            cancelled_at: None,
+            checked: false,
         })
     }
+}
+
+/// Changes to one event (an occurrence of a recurrence too); what is not given stays.
+#[derive(Debug, Clone, Default)]
+pub struct EventPatch {
+    /// Human name.
+    pub label: Option<String>,
+    /// Start.
+    pub starts_at: Option<Timestamp>,
+    /// End.
+    pub ends_at: Option<Timestamp>,
+    /// Confirmed places: not below the confirmed bookings.
+    pub places: Option<i64>,
+    /// Waiting-list places: not below the waiting-list bookings.
+    pub waiting_list_places: Option<i64>,
+    /// Free text.
+    pub description: Option<String>,
+    /// Link.
+    pub url: Option<String>,
+    /// Publication.
+    pub publication_at: Option<Timestamp>,
 }
 
 fn checked_places(n: i64, name: &str) -> Result<u32, AgendaError> {
@@ -279,6 +336,15 @@ impl BookingStatus {
     }
 }
 
+/// What an attendance check ("pointage") recorded for a booking.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Presence {
+    /// Came.
+    pub present: bool,
+    /// One of the agenda's absence reasons, for an absence.
+    pub absence_reason: Option<String>,
+}
+
 /// A booking that holds a place or a waiting-list place.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ActiveBooking {
@@ -290,6 +356,8 @@ pub struct ActiveBooking {
     pub status: BookingStatus,
     /// When it was made; the waiting list is served in this order.
     pub created_at: Timestamp,
+    /// The attendance check, once made.
+    pub presence: Option<Presence>,
 }
 
 impl ActiveBooking {
@@ -302,6 +370,7 @@ impl ActiveBooking {
             account_id: self.account_id,
             status: self.status,
             created_at: self.created_at,
+            presence: self.presence.clone(),
         }
     }
 }
@@ -341,6 +410,12 @@ pub struct EventState {
     pub waiting_queue: VecDeque<BookingId>,
     /// Incremented on every write; the store refuses a write based on an older version.
     pub version: u64,
+    /// The recurrence that generated it, for an occurrence.
+    pub recurrence_id: Option<RecurrenceId>,
+    /// When it was cancelled as a whole; a cancelled event takes no booking.
+    pub cancelled_at: Option<Timestamp>,
+    /// Attendance was checked.
+    pub checked: bool,
 }
 
 impl EventState {
@@ -437,6 +512,8 @@ pub struct BookingView {
     pub status: BookingStatus,
     /// When it was made.
     pub created_at: Timestamp,
+    /// The attendance check, once made.
+    pub presence: Option<Presence>,
 }
 
 /// A new booking to store.
@@ -462,6 +539,8 @@ pub struct BookingStatusChanged {
 pub struct Effects {
     /// Events whose counters changed, with the version the change was based on.
     pub touched: BTreeMap<EventId, u64>,
+    /// Touched events whose definition changed too (label, times, places, cancellation, check).
+    pub edited: BTreeSet<EventId>,
     /// New bookings.
     pub created: Vec<BookingCreated>,
     /// Status changes (cancellations, promotions).
@@ -486,8 +565,28 @@ pub struct BookRequest {
     pub account_id: AccountId,
     /// Who asks (the owner, or an agent).
     pub booked_by: AccountId,
-    /// Agents may book events before their publication.
-    pub may_see_unpublished: bool,
+    /// The caller is an agent of every agenda involved: may book events before their
+    /// publication and outside the booking delays.
+    pub by_agent: bool,
+    /// Leave out the events the account has booked already instead of refusing (booking a whole
+    /// recurrence again after a few occurrences).
+    pub skip_already_booked: bool,
+}
+
+/// The events that refused a booking for lack of places, with their starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FullEvents(pub Vec<(EventId, Timestamp)>);
+
+impl std::fmt::Display for FullEvents {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0.as_slice() {
+            [(id, _)] => write!(f, "event {id} is full"),
+            all => {
+                let starts: Vec<String> = all.iter().map(|(_, at)| human(*at)).collect();
+                write!(f, "{} events are full: {}", all.len(), starts.join(", "))
+            }
+        }
+    }
 }
 
 /// Errors of agendas and bookings.
@@ -505,6 +604,9 @@ pub enum AgendaError {
     /// No active booking with this id.
     #[error("booking not found")]
     BookingNotFound,
+    /// No recurrence with this id.
+    #[error("recurrence not found")]
+    RecurrenceNotFound,
     /// The event has started.
     #[error("event {0} has already started")]
     EventStarted(EventId),
@@ -514,9 +616,18 @@ pub enum AgendaError {
     /// The slug is taken.
     #[error("an agenda with slug {0:?} exists already")]
     SlugTaken(String),
-    /// Neither a place nor a waiting-list place is left.
-    #[error("event {0} is full")]
-    Full(EventId),
+    /// Neither a place nor a waiting-list place is left, in each of these events.
+    #[error("{0}")]
+    Full(FullEvents),
+    /// A citizen books outside the agenda's booking delays.
+    #[error("event {0} cannot be booked now: {1}")]
+    OutsideBookingWindow(EventId, BookingWindow),
+    /// A citizen cancels after the agenda's cancellation deadline.
+    #[error("the cancellation deadline of event {0} has passed; ask the service")]
+    CancellationClosed(EventId),
+    /// The event was cancelled.
+    #[error("event {0} is cancelled")]
+    EventCancelled(EventId),
     /// The agenda's actor or the store is out of reach.
     #[error("agenda service unavailable: {0}")]
     Unavailable(String),
@@ -528,11 +639,24 @@ impl HasErrorCode for AgendaError {
             AgendaError::Invalid(_) => ErrorCode::BadUserInput,
             AgendaError::AgendaNotFound
             | AgendaError::EventNotFound(_)
-            | AgendaError::BookingNotFound => ErrorCode::NotFound,
-            AgendaError::EventStarted(_) => ErrorCode::BadUserInput,
+            | AgendaError::BookingNotFound
+            | AgendaError::RecurrenceNotFound => ErrorCode::NotFound,
+            AgendaError::EventStarted(_)
+            | AgendaError::OutsideBookingWindow(..)
+            | AgendaError::CancellationClosed(_)
+            | AgendaError::EventCancelled(_) => ErrorCode::BadUserInput,
             AgendaError::AlreadyBooked(_) | AgendaError::SlugTaken(_) => ErrorCode::Conflict,
             AgendaError::Full(_) => ErrorCode::Full,
             AgendaError::Unavailable(_) => ErrorCode::Unavailable,
+        }
+    }
+
+    fn extensions(&self) -> Vec<(&'static str, Vec<String>)> {
+        match self {
+            AgendaError::Full(full) => {
+                vec![("fullEventIds", full.0.iter().map(|(id, _)| id.to_string()).collect())]
+            }
+            _ => Vec::new(),
         }
     }
 }
@@ -599,6 +723,10 @@ impl<'a> Working<'a> {
         self.changed.get_mut(&id)
     }
 
+    fn rules_of(&self, event: &EventState) -> EventRules {
+        self.base.agendas.get(&event.agenda_id).map(|a| a.events.clone()).unwrap_or_default()
+    }
+
     fn event_of_booking(&self, booking: BookingId) -> Option<EventId> {
         // A booking made earlier in this batch is not in the base index yet.
         if let Some(id) = self.base.booking_index.get(&booking) {
@@ -608,6 +736,7 @@ impl<'a> Working<'a> {
     }
 
     /// Books every event of the request, or none: returns the new bookings in request order.
+    /// When events are full, the error lists all of them, not only the first.
     pub fn book(
         &mut self,
         req: &BookRequest,
@@ -619,34 +748,53 @@ impl<'a> Working<'a> {
         }
         let mut seen = BTreeSet::new();
         let mut plan = Vec::with_capacity(req.event_ids.len());
+        let mut full = Vec::new();
         // Check every event first, so that a refusal leaves nothing half done.
         for &id in &req.event_ids {
             if !seen.insert(id) {
                 return Err(AgendaError::Invalid(format!("event {id} is listed twice")));
             }
             let event = self.event(id).ok_or(AgendaError::EventNotFound(id))?;
-            if !event.is_published(now) && !req.may_see_unpublished {
+            if !event.is_published(now) && !req.by_agent {
                 return Err(AgendaError::EventNotFound(id));
+            }
+            if event.cancelled_at.is_some() {
+                return Err(AgendaError::EventCancelled(id));
             }
             if event.starts_at <= now {
                 return Err(AgendaError::EventStarted(id));
             }
+            if !req.by_agent {
+                self.rules_of(event)
+                    .check_booking_window(event.starts_at, now)
+                    .map_err(|w| AgendaError::OutsideBookingWindow(id, w))?;
+            }
             if event.bookings.values().any(|b| b.account_id == req.account_id) {
+                if req.skip_already_booked {
+                    continue;
+                }
                 return Err(AgendaError::AlreadyBooked(id));
             }
-            let status = if event.confirmed < event.places {
-                BookingStatus::Confirmed
+            if event.confirmed < event.places {
+                plan.push((id, BookingStatus::Confirmed));
             } else if event.waiting < event.waiting_list_places {
-                BookingStatus::WaitingList
+                plan.push((id, BookingStatus::WaitingList));
             } else {
-                return Err(AgendaError::Full(id));
-            };
-            plan.push((id, status));
+                full.push((id, event.starts_at));
+            }
+        }
+        if !full.is_empty() {
+            return Err(AgendaError::Full(FullEvents(full)));
         }
         let mut views = Vec::with_capacity(plan.len());
         for (id, status) in plan {
-            let booking =
-                ActiveBooking { id: new_id(), account_id: req.account_id, status, created_at: now };
+            let booking = ActiveBooking {
+                id: new_id(),
+                account_id: req.account_id,
+                status,
+                created_at: now,
+                presence: None,
+            };
             let event = self.event_mut(id).ok_or(AgendaError::EventNotFound(id))?;
             match status {
                 BookingStatus::Confirmed => event.confirmed += 1,
@@ -660,6 +808,7 @@ impl<'a> Working<'a> {
             self.effects
                 .created
                 .push(BookingCreated { view: view.clone(), booked_by: req.booked_by });
+            self.citizen_mail(&view, Notice::Booked, now);
             self.after_change(id, now);
             views.push(view);
         }
@@ -667,17 +816,21 @@ impl<'a> Working<'a> {
     }
 
     /// Cancels an active booking; with automatic promotion, confirms the first waiting one.
-    /// Returns the cancelled booking and the promoted one, if any.
+    /// Citizens (not `by_agent`) may cancel only until the agenda's deadline. Returns the
+    /// cancelled booking and the promoted one, if any.
     pub fn cancel(
         &mut self,
         booking: BookingId,
+        by_agent: bool,
         now: Timestamp,
     ) -> Result<(BookingView, Option<BookingView>), AgendaError> {
         let event_id = self.event_of_booking(booking).ok_or(AgendaError::BookingNotFound)?;
-        let auto_promote = self
-            .event(event_id)
-            .and_then(|e| self.base.agendas.get(&e.agenda_id))
-            .is_some_and(|a| a.auto_promote_waiting_list);
+        let event = self.event(event_id).ok_or(AgendaError::BookingNotFound)?;
+        if !by_agent && !self.rules_of(event).may_citizen_cancel(event.starts_at, now) {
+            return Err(AgendaError::CancellationClosed(event_id));
+        }
+        let auto_promote =
+            self.base.agendas.get(&event.agenda_id).is_some_and(|a| a.auto_promote_waiting_list);
         let event = self.event_mut(event_id).ok_or(AgendaError::BookingNotFound)?;
         let removed = event.bookings.remove(&booking).ok_or(AgendaError::BookingNotFound)?;
         let mut promoted = None;
@@ -699,8 +852,10 @@ impl<'a> Working<'a> {
             ActiveBooking { status: BookingStatus::Cancelled, ..removed }.view(event_id, agenda_id);
         let promoted = promoted.map(|b| b.view(event_id, agenda_id));
         self.effects.changed.push(BookingStatusChanged { view: cancelled.clone(), at: now });
+        self.citizen_mail(&cancelled, Notice::Cancelled, now);
         if let Some(p) = &promoted {
             self.effects.changed.push(BookingStatusChanged { view: p.clone(), at: now });
+            self.citizen_mail(p, Notice::Promoted, now);
         }
         self.after_change(event_id, now);
         Ok((cancelled, promoted))
@@ -714,13 +869,256 @@ impl<'a> Working<'a> {
     ) -> Result<BookingView, AgendaError> {
         let event = self.event_mut(event_id).ok_or(AgendaError::EventNotFound(event_id))?;
         if event.confirmed >= event.places {
-            return Err(AgendaError::Full(event_id));
+            return Err(AgendaError::Full(FullEvents(vec![(event_id, event.starts_at)])));
         }
         let promoted = event.promote_next().ok_or(AgendaError::BookingNotFound)?;
         let view = promoted.view(event_id, event.agenda_id);
         self.effects.changed.push(BookingStatusChanged { view: view.clone(), at: now });
+        self.citizen_mail(&view, Notice::Promoted, now);
         self.after_change(event_id, now);
         Ok(view)
+    }
+
+    /// Cancels a whole event (agents): every active booking is cancelled and its citizen told,
+    /// and the agenda's notification addresses hear of it. Returns the cancelled bookings.
+    pub fn cancel_event(
+        &mut self,
+        event_id: EventId,
+        now: Timestamp,
+    ) -> Result<Vec<BookingView>, AgendaError> {
+        let event = self.event_mut(event_id).ok_or(AgendaError::EventNotFound(event_id))?;
+        if event.cancelled_at.is_some() {
+            return Err(AgendaError::EventCancelled(event_id));
+        }
+        event.cancelled_at = Some(now);
+        event.confirmed = 0;
+        event.waiting = 0;
+        event.waiting_queue.clear();
+        let agenda_id = event.agenda_id;
+        let mut bookings: Vec<ActiveBooking> = event.bookings.drain().map(|(_, b)| b).collect();
+        bookings.sort_by_key(|b| (b.created_at, b.id));
+        let event = event.clone();
+        let mut views = Vec::with_capacity(bookings.len());
+        for b in bookings {
+            let view =
+                ActiveBooking { status: BookingStatus::Cancelled, ..b }.view(event_id, agenda_id);
+            self.effects.changed.push(BookingStatusChanged { view: view.clone(), at: now });
+            views.push(view);
+        }
+        let owners: Vec<AccountId> = views.iter().map(|v| v.account_id).collect();
+        if !owners.is_empty() {
+            // Whatever the agenda's settings, people who booked must hear the event is off.
+            self.effects.mails.push(OutgoingMail {
+                id: MailId::new(),
+                to: Vec::new(),
+                to_accounts: owners,
+                subject: format!("[Guichet] Cancelled: {}", event.label),
+                body: format!(
+                    "The event \"{}\" of {} is cancelled. Your booking is cancelled too.\n",
+                    event.label,
+                    human(event.starts_at)
+                ),
+                created_at: now,
+            });
+        }
+        if let Some(agenda) = self.base.agendas.get(&agenda_id)
+            && !agenda.fill_notifications.emails.is_empty()
+        {
+            self.effects.mails.push(OutgoingMail {
+                id: MailId::new(),
+                to: agenda.fill_notifications.emails.clone(),
+                to_accounts: Vec::new(),
+                subject: format!("[Guichet] Event cancelled: {}", event.label),
+                body: format!(
+                    "The event \"{}\" of the agenda \"{}\" ({}) was cancelled; {} booking(s) cancelled.\nEvent id: {}\n",
+                    event.label,
+                    agenda.label,
+                    human(event.starts_at),
+                    views.len(),
+                    event.id
+                ),
+                created_at: now,
+            });
+        }
+        self.effects.edited.insert(event_id);
+        self.after_change(event_id, now);
+        Ok(views)
+    }
+
+    /// Changes an event. Places cannot drop below the bookings they hold; more places promote
+    /// waiting-list bookings when the agenda promotes automatically.
+    pub fn update_event(
+        &mut self,
+        event_id: EventId,
+        patch: EventPatch,
+        now: Timestamp,
+    ) -> Result<Vec<BookingView>, AgendaError> {
+        let auto_promote = self
+            .event(event_id)
+            .and_then(|e| self.base.agendas.get(&e.agenda_id))
+            .is_some_and(|a| a.auto_promote_waiting_list);
+        let current = self.event(event_id).ok_or(AgendaError::EventNotFound(event_id))?;
+        if current.cancelled_at.is_some() {
+            return Err(AgendaError::EventCancelled(event_id));
+        }
+        // Validate the whole new definition with the rules of a new event.
+        let checked = NewEvent {
+            label: patch.label.unwrap_or_else(|| current.label.clone()),
+            starts_at: patch.starts_at.unwrap_or(current.starts_at),
+            ends_at: patch.ends_at.or(current.ends_at),
+            places: patch.places.unwrap_or(i64::from(current.places)),
+            waiting_list_places: patch
+                .waiting_list_places
+                .unwrap_or(i64::from(current.waiting_list_places)),
+            description: patch.description.unwrap_or_else(|| current.description.clone()),
+            url: patch.url.or_else(|| current.url.clone()),
+            publication_at: patch.publication_at.or(current.publication_at),
+        }
+        .validate(event_id, current.agenda_id)?;
+        if checked.places < current.confirmed {
+            return Err(AgendaError::Invalid(format!(
+                "places cannot drop below the {} confirmed bookings",
+                current.confirmed
+            )));
+        }
+        if checked.waiting_list_places < current.waiting {
+            return Err(AgendaError::Invalid(format!(
+                "waitingListPlaces cannot drop below the {} waiting-list bookings",
+                current.waiting
+            )));
+        }
+        let event = self.event_mut(event_id).ok_or(AgendaError::EventNotFound(event_id))?;
+        event.label = checked.label;
+        event.starts_at = checked.starts_at;
+        event.ends_at = checked.ends_at;
+        event.places = checked.places;
+        event.waiting_list_places = checked.waiting_list_places;
+        event.description = checked.description;
+        event.url = checked.url;
+        event.publication_at = checked.publication_at;
+        let mut promoted = Vec::new();
+        if auto_promote {
+            while let Some(b) = event.promote_next() {
+                promoted.push(b.view(event_id, event.agenda_id));
+            }
+        }
+        for view in &promoted {
+            self.effects.changed.push(BookingStatusChanged { view: view.clone(), at: now });
+            self.citizen_mail(view, Notice::Promoted, now);
+        }
+        self.effects.edited.insert(event_id);
+        self.after_change(event_id, now);
+        Ok(promoted)
+    }
+
+    /// Records whether a confirmed booking's holder came (agents), from the event's day on.
+    pub fn mark_presence(
+        &mut self,
+        booking: BookingId,
+        presence: Option<Presence>,
+        now: Timestamp,
+    ) -> Result<BookingView, AgendaError> {
+        let event_id = self.event_of_booking(booking).ok_or(AgendaError::BookingNotFound)?;
+        let event = self.event(event_id).ok_or(AgendaError::BookingNotFound)?;
+        let tz = crate::time::paris();
+        if event.starts_at.to_zoned(tz.clone()).date() > now.to_zoned(tz).date() {
+            return Err(AgendaError::Invalid(format!(
+                "attendance of event {event_id} can be checked from its day on"
+            )));
+        }
+        if let Some(p) = &presence {
+            let reasons = &self.rules_of(event).absence_reasons;
+            match (&p.absence_reason, p.present) {
+                (Some(_), true) => {
+                    return Err(AgendaError::Invalid(
+                        "a present booking has no absence reason".into(),
+                    ));
+                }
+                (Some(r), false) if !reasons.contains(r) => {
+                    return Err(AgendaError::Invalid(format!(
+                        "{r:?} is not an absence reason of this agenda"
+                    )));
+                }
+                _ => {}
+            }
+        }
+        let event = self.event_mut(event_id).ok_or(AgendaError::BookingNotFound)?;
+        let b = event.bookings.get_mut(&booking).ok_or(AgendaError::BookingNotFound)?;
+        if b.status != BookingStatus::Confirmed {
+            return Err(AgendaError::Invalid("only confirmed bookings have an attendance".into()));
+        }
+        b.presence = presence;
+        let view = b.view(event_id, event.agenda_id);
+        self.effects.changed.push(BookingStatusChanged { view: view.clone(), at: now });
+        self.after_change(event_id, now);
+        Ok(view)
+    }
+
+    /// Marks an event's attendance as checked (or not), from its day on.
+    pub fn mark_checked(
+        &mut self,
+        event_id: EventId,
+        checked: bool,
+        now: Timestamp,
+    ) -> Result<(), AgendaError> {
+        let event = self.event(event_id).ok_or(AgendaError::EventNotFound(event_id))?;
+        let tz = crate::time::paris();
+        if event.starts_at.to_zoned(tz.clone()).date() > now.to_zoned(tz).date() {
+            return Err(AgendaError::Invalid(format!(
+                "attendance of event {event_id} can be checked from its day on"
+            )));
+        }
+        let event = self.event_mut(event_id).ok_or(AgendaError::EventNotFound(event_id))?;
+        event.checked = checked;
+        self.effects.edited.insert(event_id);
+        self.after_change(event_id, now);
+        Ok(())
+    }
+
+    /// Queues a mail to the booking's holder when the agenda asks for it.
+    fn citizen_mail(&mut self, view: &BookingView, notice: Notice, now: Timestamp) {
+        let Some(agenda) = self.base.agendas.get(&view.agenda_id) else { return };
+        let wanted = match notice {
+            Notice::Booked | Notice::Promoted => agenda.events.citizen_notifications.on_booking,
+            Notice::Cancelled => agenda.events.citizen_notifications.on_cancellation,
+        };
+        let Some(event) = self.event(view.event_id) else { return };
+        if !wanted {
+            return;
+        }
+        let when = human(event.starts_at);
+        let (subject, body) = match (notice, view.status) {
+            (Notice::Booked, BookingStatus::WaitingList) => (
+                format!("[Guichet] On the waiting list: {}", event.label),
+                format!(
+                    "You are on the waiting list of \"{}\" ({when}). You will be told if a place frees up.\n",
+                    event.label
+                ),
+            ),
+            (Notice::Booked, _) => (
+                format!("[Guichet] Booking confirmed: {}", event.label),
+                format!("Your place at \"{}\" ({when}) is booked.\n", event.label),
+            ),
+            (Notice::Promoted, _) => (
+                format!("[Guichet] A place for you: {}", event.label),
+                format!(
+                    "A place freed up at \"{}\" ({when}): your booking is now confirmed.\n",
+                    event.label
+                ),
+            ),
+            (Notice::Cancelled, _) => (
+                format!("[Guichet] Booking cancelled: {}", event.label),
+                format!("Your booking of \"{}\" ({when}) is cancelled.\n", event.label),
+            ),
+        };
+        self.effects.mails.push(OutgoingMail {
+            id: MailId::new(),
+            to: Vec::new(),
+            to_accounts: vec![view.account_id],
+            subject,
+            body: format!("{body}\nBooking reference: {}\n", view.id),
+            created_at: now,
+        });
     }
 
     /// Bumps the version once per batch and queues threshold notifications.
@@ -732,6 +1130,9 @@ impl<'a> Working<'a> {
         let agenda_label = agenda.label.clone();
         let Some(event) = self.changed.get_mut(&event_id) else { return };
         event.version = base_version + 1;
+        if event.cancelled_at.is_some() {
+            return;
+        }
         for t in event.crossed_thresholds(&notifications.thresholds) {
             self.effects.mails.push(fill_mail(event, &agenda_label, t, &notifications.emails, now));
         }
@@ -741,6 +1142,13 @@ impl<'a> Working<'a> {
     pub fn finish(self) -> (Vec<EventState>, Effects) {
         (self.changed.into_values().collect(), self.effects)
     }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Notice {
+    Booked,
+    Promoted,
+    Cancelled,
 }
 
 fn fill_mail(
@@ -769,7 +1177,14 @@ fn fill_mail(
         wl = event.waiting_list_places,
         id = event.id,
     );
-    OutgoingMail { id: MailId::new(), to: to.to_vec(), subject, body, created_at: now }
+    OutgoingMail {
+        id: MailId::new(),
+        to: to.to_vec(),
+        to_accounts: Vec::new(),
+        subject,
+        body,
+        created_at: now,
+    }
 }
 
 #[cfg(test)]

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use jiff::{SignedDuration, Timestamp};
 
 use super::model::{
-    AgendaError, AgendaKind, BookRequest, BookingStatus, FillNotifications, NewAgenda, NewEvent,
+    AgendaError, AgendaKind, BookRequest, BookingStatus, FillNotifications, FullEvents, NewAgenda,
+    NewEvent,
 };
 use crate::Services;
 use crate::ids::{AccountId, AgendaId, EventId};
@@ -43,6 +44,8 @@ async fn agenda(s: &Services, slug: &str, thresholds: &[u8]) -> AgendaId {
             auto_promote_waiting_list: true,
             services: vec![],
             meetings: None,
+            events: None,
+            category: None,
         })
         .await
         .unwrap()
@@ -69,13 +72,18 @@ async fn event(s: &Services, agenda: AgendaId, places: i64, waiting: i64) -> Eve
         .id
 }
 
+async fn starts_of(s: &Services, id: EventId) -> Timestamp {
+    s.agendas.agenda_of_event(id).await.unwrap().event(id, false).await.unwrap().starts_at
+}
+
 fn request(events: &[EventId]) -> BookRequest {
     let who = AccountId::new();
     BookRequest {
         event_ids: events.to_vec(),
         account_id: who,
         booked_by: who,
-        may_see_unpublished: false,
+        by_agent: false,
+        skip_already_booked: false,
     }
 }
 
@@ -171,7 +179,10 @@ fn a_multi_agenda_booking_is_all_or_nothing_and_every_actor_sees_it() {
         let open = event(&s, a1, 3, 0).await;
         let full = event(&s, a2, 0, 0).await;
         let other = event(&s, a2, 3, 0).await;
-        assert_eq!(s.agendas.book(request(&[open, full])).await, Err(AgendaError::Full(full)));
+        assert_eq!(
+            s.agendas.book(request(&[open, full])).await,
+            Err(AgendaError::Full(FullEvents(vec![(full, starts_of(&s, full).await)])))
+        );
         let stored = s.store.events(&[open]).await.unwrap().remove(0);
         assert_eq!(stored.confirmed, 0, "nothing booked when one event is full");
 
@@ -215,7 +226,7 @@ fn cancellation_promotes_and_publishes_in_order() {
         let second = s.agendas.book(request(&[e])).await.unwrap().remove(0);
         assert_eq!(second.status, BookingStatus::WaitingList);
         let booking = s.agendas.booking(first.id).await.unwrap();
-        let (cancelled, promoted) = s.agendas.cancel(&booking).await.unwrap();
+        let (cancelled, promoted) = s.agendas.cancel(&booking, false).await.unwrap();
         assert_eq!(cancelled.status, BookingStatus::Cancelled);
         assert_eq!(promoted.map(|p| p.id), Some(second.id));
         let mut seqs = Vec::new();
@@ -225,7 +236,7 @@ fn cancellation_promotes_and_publishes_in_order() {
         assert_eq!(seqs, vec![(1, 1, 0), (2, 1, 1), (3, 1, 0)]);
         assert_eq!(s.agendas.booking(first.id).await.unwrap().status, BookingStatus::Cancelled);
         assert_eq!(s.agendas.booking(second.id).await.unwrap().status, BookingStatus::Confirmed);
-        assert_eq!(s.agendas.cancel(&booking).await, Err(AgendaError::BookingNotFound));
+        assert_eq!(s.agendas.cancel(&booking, false).await, Err(AgendaError::BookingNotFound));
     });
 }
 
@@ -244,6 +255,8 @@ fn duplicate_slugs_and_unknown_ids_are_refused() {
                 auto_promote_waiting_list: false,
                 services: vec![],
                 meetings: None,
+                events: None,
+                category: None,
             })
             .await;
         assert_eq!(again, Err(AgendaError::SlugTaken("unique".into())));

@@ -11,7 +11,7 @@ use lettre::message::Mailbox;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use tokio::sync::{Notify, watch};
 
-use crate::ids::MailId;
+use crate::ids::{AccountId, MailId};
 use crate::store::Store;
 
 /// A message to send.
@@ -19,8 +19,11 @@ use crate::store::Store;
 pub struct OutgoingMail {
     /// Identifier.
     pub id: MailId,
-    /// Recipients, all in one message.
+    /// Recipients by address (administrators' notification addresses), all in one message.
     pub to: Vec<String>,
+    /// Recipients by account, each sent a message of their own: their address is looked up when
+    /// sending, so that the outbox holds no more personal data than it needs.
+    pub to_accounts: Vec<AccountId>,
     /// Subject.
     pub subject: String,
     /// Plain-text body.
@@ -202,10 +205,7 @@ impl Mailer {
                 .await;
         };
         let attempts = entry.attempts + 1;
-        let result = match self.build(&entry.mail) {
-            Ok(message) => transport.send(message).await.map(|_| ()).map_err(|e| e.to_string()),
-            Err(e) => Err(e),
-        };
+        let result = self.send(transport, &entry).await;
         match result {
             Ok(()) => {
                 tracing::info!(mail = %id, attempts, "outbox: mail sent");
@@ -225,12 +225,37 @@ impl Mailer {
         }
     }
 
-    fn build(&self, mail: &OutgoingMail) -> Result<Message, String> {
+    /// Sends the message to its addresses, then one message to each account (so that citizens
+    /// never see each other's addresses). A retry after a partial failure sends again to those
+    /// already served: a mail may arrive twice, never not at all.
+    async fn send(
+        &self,
+        transport: &AsyncSmtpTransport<Tokio1Executor>,
+        entry: &OutboxEntry,
+    ) -> Result<(), String> {
+        let mail = &entry.mail;
+        if !mail.to.is_empty() {
+            let message = self.build(mail, &mail.to, "")?;
+            transport.send(message).await.map_err(|e| e.to_string())?;
+        }
+        let addresses = self
+            .store
+            .account_emails(&mail.to_accounts)
+            .await
+            .map_err(|e| format!("account addresses: {e}"))?;
+        for (n, address) in addresses.iter().enumerate() {
+            let message = self.build(mail, std::slice::from_ref(address), &format!(".{n}"))?;
+            transport.send(message).await.map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    fn build(&self, mail: &OutgoingMail, to: &[String], part: &str) -> Result<Message, String> {
         let mut builder = Message::builder()
             .from(self.from.clone())
             .subject(mail.subject.clone())
-            .message_id(Some(format!("<{}@guichet>", mail.id)));
-        for to in &mail.to {
+            .message_id(Some(format!("<{}{part}@guichet>", mail.id)));
+        for to in to {
             builder =
                 builder.to(to.parse::<Mailbox>().map_err(|e| format!("recipient {to:?}: {e}"))?);
         }

@@ -44,6 +44,8 @@ async fn agenda(s: &Services, desks: usize) -> (AgendaId, MeetingTypeId) {
                 closed_on_public_holidays: false,
                 ..MeetingsRules::default()
             }),
+            events: None,
+            category: None,
         })
         .await
         .unwrap();
@@ -198,6 +200,8 @@ fn virtual_agendas_merge_members_and_book_on_one_of_them() {
                         closed_on_public_holidays: false,
                         ..MeetingsRules::default()
                     }),
+                    events: None,
+                    category: None,
                 })
                 .await
                 .unwrap();
@@ -234,6 +238,8 @@ fn virtual_agendas_merge_members_and_book_on_one_of_them() {
                     minimal_booking_delay_days: 0,
                     ..MeetingsRules::default()
                 }),
+                events: None,
+                category: None,
             })
             .await
             .unwrap();

@@ -19,11 +19,13 @@ use super::StoreError;
 /// The rows of one agenda batch, ready to be bound as query variables.
 #[derive(Debug, Default, Clone)]
 pub(super) struct BatchRows {
+    /// Version-guarded event definitions (see `EventRecord::edit`).
+    pub edits: Vec<Value>,
     /// Version-guarded event counters (`id, expected, version, confirmed, waiting, notified`).
     pub updates: Vec<Value>,
     /// New booking records.
     pub created: Vec<Value>,
-    /// Booking status changes (`id, status, at`).
+    /// Booking status changes (`id, status, at, present, absence_reason`).
     pub changed: Vec<Value>,
     /// Outbox records.
     pub mails: Vec<Value>,
@@ -31,6 +33,7 @@ pub(super) struct BatchRows {
 
 impl BatchRows {
     fn append(&mut self, other: BatchRows) {
+        self.edits.extend(other.edits);
         self.updates.extend(other.updates);
         self.created.extend(other.created);
         self.changed.extend(other.changed);
@@ -41,6 +44,22 @@ impl BatchRows {
     pub(super) fn into_query(self) -> (String, Vec<(&'static str, Value)>) {
         let mut query = String::from("BEGIN TRANSACTION;\n");
         let mut vars = Vec::new();
+        if !self.edits.is_empty() {
+            // Definitions first (places may grow), under the same version check as the counters.
+            query.push_str(
+                "FOR $e IN $edits {
+                    LET $r = (UPDATE type::record('event', $e.id)
+                        SET label = $e.label, description = $e.description, url = $e.url,
+                            starts_us = $e.starts_us, ends_us = $e.ends_us, publication_us = $e.publication_us,
+                            places = $e.places, waiting_list_places = $e.waiting_list_places,
+                            cancelled_us = $e.cancelled_us, checked = $e.checked
+                        WHERE version = $e.expected
+                        RETURN id);
+                    IF array::len($r) == 0 { THROW 'stale event ' + $e.id };
+                };\n",
+            );
+            vars.push(("edits", Value::Array(self.edits)));
+        }
         if !self.updates.is_empty() {
             // Every event is written only if its stored version is still the one the batch was
             // based on and its counters stay within its places: the database itself refuses
@@ -62,7 +81,7 @@ impl BatchRows {
         }
         if !self.changed.is_empty() {
             query.push_str(
-                "FOR $c IN $changed { UPDATE type::record('booking', $c.id) SET status = $c.status, updated_us = $c.at RETURN NONE; };\n",
+                "FOR $c IN $changed { UPDATE type::record('booking', $c.id) SET status = $c.status, updated_us = $c.at, present = $c.present, absence_reason = $c.absence_reason RETURN NONE; };\n",
             );
             vars.push(("changed", Value::Array(self.changed)));
         }

@@ -19,15 +19,16 @@ use crate::access::Roles;
 use crate::agenda::model::{
     ActiveBooking, AgendaSettings, BookingStatus, BookingView, Effects, EventState,
 };
+use crate::agenda::recurrence::Recurrence;
 use crate::error::{ErrorCode, HasErrorCode};
-use crate::ids::{AccountId, AgendaId, BookingId, EventId, MailId};
+use crate::ids::{AccountId, AgendaId, BookingId, EventId, MailId, RecurrenceId};
 use crate::mail::{MailStatus, OutboxEntry};
 use crate::time::{from_micros, to_micros};
 
 use group_commit::{BatchRows, GroupCommit};
 pub use meetings::MeetingsConfig;
 pub use records::{AccountRecord, SessionRecord};
-use records::{AgendaRecord, BookingRecord, EventRecord, OutboxRecord};
+use records::{AgendaRecord, BookingRecord, EventRecord, OutboxRecord, RecurrenceRecord};
 
 /// Errors of the store.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -221,6 +222,18 @@ impl Store {
         .await
     }
 
+    /// The addresses of some accounts (those that still exist), in the order given.
+    pub async fn account_emails(&self, ids: &[AccountId]) -> Result<Vec<String>, StoreError> {
+        // Point lookups: a mail has one recipient account, or the few of a cancelled event.
+        let mut emails = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(account) = self.account(*id).await? {
+                emails.push(account.email);
+            }
+        }
+        Ok(emails)
+    }
+
     /// Replaces an account's roles.
     pub async fn set_roles(&self, id: AccountId, roles: &Roles) -> Result<bool, StoreError> {
         let rows: Vec<serde_json::Value> = self
@@ -329,6 +342,51 @@ impl Store {
         let recs: Vec<AgendaRecord> =
             self.rows("SELECT *, record::id(id) AS id FROM agenda ORDER BY label", vec![]).await?;
         recs.into_iter().map(AgendaRecord::into_settings).collect()
+    }
+
+    /// Stores a recurrence rule and its occurrences in one transaction.
+    pub async fn create_recurrence(
+        &self,
+        rule: &Recurrence,
+        events: &[EventState],
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let rec = RecurrenceRecord::from_rule(rule, now);
+        let events: Vec<serde_json::Value> = events
+            .iter()
+            .map(|e| json(&EventRecord::from_state(e, now)))
+            .collect::<Result<_, _>>()?;
+        self.write(
+            "BEGIN TRANSACTION;
+             CREATE type::record('recurrence', $rec.id) CONTENT $rec;
+             INSERT INTO event $events RETURN NONE;
+             COMMIT TRANSACTION;",
+            vec![("rec", json(&rec)?), ("events", serde_json::Value::Array(events))],
+        )
+        .await
+        .map(drop)
+    }
+
+    /// The recurrence rules of an agenda.
+    pub async fn recurrences(&self, agenda: AgendaId) -> Result<Vec<Recurrence>, StoreError> {
+        let recs: Vec<RecurrenceRecord> = self
+            .rows(
+                "SELECT *, record::id(id) AS id FROM recurrence WHERE agenda = $a ORDER BY first_day",
+                vec![("a", agenda.to_string().into())],
+            )
+            .await?;
+        recs.into_iter().map(RecurrenceRecord::into_rule).collect()
+    }
+
+    /// One recurrence rule.
+    pub async fn recurrence(&self, id: RecurrenceId) -> Result<Option<Recurrence>, StoreError> {
+        let rec: Option<RecurrenceRecord> = self
+            .row(
+                "SELECT *, record::id(id) AS id FROM type::record('recurrence', $id)",
+                vec![("id", id.to_string().into())],
+            )
+            .await?;
+        rec.map(RecurrenceRecord::into_rule).transpose()
     }
 
     /// Stores a new event.
@@ -448,6 +506,11 @@ impl Store {
                 }))
             })
             .collect();
+        let edits = events
+            .iter()
+            .filter(|e| effects.edited.contains(&e.id))
+            .filter_map(|e| Some(EventRecord::edit(e, *effects.touched.get(&e.id)?)))
+            .collect();
         let created = effects
             .created
             .iter()
@@ -461,6 +524,8 @@ impl Store {
                     "id": c.view.id.to_string(),
                     "status": c.view.status.as_str(),
                     "at": to_micros(c.at),
+                    "present": c.view.presence.as_ref().map(|p| p.present),
+                    "absence_reason": c.view.presence.as_ref().and_then(|p| p.absence_reason.clone()),
                 })
             })
             .collect();
@@ -469,7 +534,7 @@ impl Store {
             .iter()
             .map(|m| json(&OutboxRecord::queued(m, now)))
             .collect::<Result<_, _>>()?;
-        let rows = BatchRows { updates, created, changed, mails };
+        let rows = BatchRows { edits, updates, created, changed, mails };
         self.group_commit
             .commit(rows, |rows| async move {
                 let (query, vars) = rows.into_query();
@@ -614,6 +679,7 @@ fn assemble(
                 account_id: view.account_id,
                 status: view.status,
                 created_at: view.created_at,
+                presence: view.presence,
             },
         );
     }

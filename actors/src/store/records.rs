@@ -9,8 +9,10 @@ use serde::{Deserialize, Serialize};
 use super::{StoreError, parse_id};
 use crate::access::Roles;
 use crate::agenda::model::{
-    AgendaKind, AgendaSettings, BookingStatus, BookingView, EventState, FillNotifications,
+    AgendaKind, AgendaSettings, BookingStatus, BookingView, EventState, FillNotifications, Presence,
 };
+use crate::agenda::recurrence::Recurrence;
+use crate::agenda::rules::{CitizenNotifications, EventRules};
 use crate::ids::{AccountId, MailId};
 use crate::mail::{MailStatus, OutboxEntry, OutgoingMail};
 use crate::meetings::model::MeetingsRules;
@@ -84,7 +86,24 @@ pub(super) struct AgendaRecord {
     /// Rules of a meetings agenda; absent for events agendas.
     #[serde(default)]
     meetings: Option<MeetingsRulesRecord>,
+    /// Rules of an events agenda; absent for other kinds and for agendas stored before them.
+    #[serde(default)]
+    events: Option<EventRulesRecord>,
+    #[serde(default)]
+    category: Option<String>,
     created_us: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct EventRulesRecord {
+    minimal_booking_delay_days: u32,
+    minimal_delay_in_working_days: bool,
+    maximal_booking_delay_days: Option<u32>,
+    cancellation_deadline_hours: Option<u32>,
+    notify_on_booking: bool,
+    notify_on_cancellation: bool,
+    reminder_hours: Option<u32>,
+    absence_reasons: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -117,6 +136,20 @@ impl AgendaRecord {
                     hold_minutes: m.hold_minutes,
                 }
             }),
+            events: (a.kind == AgendaKind::Events).then(|| {
+                let r = &a.events;
+                EventRulesRecord {
+                    minimal_booking_delay_days: r.minimal_booking_delay_days,
+                    minimal_delay_in_working_days: r.minimal_delay_in_working_days,
+                    maximal_booking_delay_days: r.maximal_booking_delay_days,
+                    cancellation_deadline_hours: r.cancellation_deadline_hours,
+                    notify_on_booking: r.citizen_notifications.on_booking,
+                    notify_on_cancellation: r.citizen_notifications.on_cancellation,
+                    reminder_hours: r.citizen_notifications.reminder_hours,
+                    absence_reasons: r.absence_reasons.clone(),
+                }
+            }),
+            category: a.category.clone(),
             created_us: to_micros(now),
         }
     }
@@ -141,6 +174,19 @@ impl AgendaRecord {
                 maximal_booking_delay_days: m.maximal_booking_delay_days,
                 hold_minutes: m.hold_minutes,
             }),
+            events: self.events.map_or_else(EventRules::default, |r| EventRules {
+                minimal_booking_delay_days: r.minimal_booking_delay_days,
+                minimal_delay_in_working_days: r.minimal_delay_in_working_days,
+                maximal_booking_delay_days: r.maximal_booking_delay_days,
+                cancellation_deadline_hours: r.cancellation_deadline_hours,
+                citizen_notifications: CitizenNotifications {
+                    on_booking: r.notify_on_booking,
+                    on_cancellation: r.notify_on_cancellation,
+                    reminder_hours: r.reminder_hours,
+                },
+                absence_reasons: r.absence_reasons,
+            }),
+            category: self.category,
         })
     }
 }
@@ -161,6 +207,12 @@ pub(super) struct EventRecord {
     waiting: u32,
     notified: Vec<u8>,
     version: u64,
+    #[serde(default)]
+    recurrence: Option<String>,
+    #[serde(default)]
+    cancelled_us: Option<i64>,
+    #[serde(default)]
+    checked: bool,
     created_us: i64,
 }
 
@@ -185,8 +237,29 @@ impl EventRecord {
             waiting: e.waiting,
             notified: e.notified.iter().copied().collect(),
             version: e.version,
+            recurrence: e.recurrence_id.map(|r| r.to_string()),
+            cancelled_us: e.cancelled_at.map(to_micros),
+            checked: e.checked,
             created_us: to_micros(now),
         }
+    }
+
+    /// The definition and state of a changed event, as written by a batch (see `group_commit`).
+    pub(super) fn edit(e: &EventState, expected: u64) -> serde_json::Value {
+        serde_json::json!({
+            "id": e.id.to_string(),
+            "expected": expected,
+            "label": e.label,
+            "description": e.description,
+            "url": e.url,
+            "starts_us": to_micros(e.starts_at),
+            "ends_us": e.ends_at.map(to_micros),
+            "publication_us": e.publication_at.map(to_micros),
+            "places": e.places,
+            "waiting_list_places": e.waiting_list_places,
+            "cancelled_us": e.cancelled_at.map(to_micros),
+            "checked": e.checked,
+        })
     }
 
     pub(super) fn into_state(self) -> Result<EventState, StoreError> {
@@ -207,6 +280,9 @@ impl EventRecord {
             bookings: HashMap::new(),
             waiting_queue: VecDeque::new(),
             version: self.version,
+            recurrence_id: self.recurrence.as_deref().map(parse_id).transpose()?,
+            cancelled_at: self.cancelled_us.map(from_micros),
+            checked: self.checked,
         })
     }
 }
@@ -221,6 +297,10 @@ pub(super) struct BookingRecord {
     status: String,
     created_us: i64,
     updated_us: i64,
+    #[serde(default)]
+    present: Option<bool>,
+    #[serde(default)]
+    absence_reason: Option<String>,
 }
 
 impl BookingRecord {
@@ -234,6 +314,8 @@ impl BookingRecord {
             status: v.status.as_str().into(),
             created_us: to_micros(v.created_at),
             updated_us: to_micros(v.created_at),
+            present: None,
+            absence_reason: None,
         }
     }
 
@@ -246,6 +328,65 @@ impl BookingRecord {
             status: BookingStatus::parse(&self.status)
                 .ok_or_else(|| StoreError::Corrupt(format!("booking status {:?}", self.status)))?,
             created_at: from_micros(self.created_us),
+            presence: self
+                .present
+                .map(|present| Presence { present, absence_reason: self.absence_reason }),
+        })
+    }
+}
+
+/// A recurrence rule as stored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct RecurrenceRecord {
+    id: String,
+    agenda: String,
+    label: String,
+    /// ISO weekday numbers, Monday = 1.
+    weekdays: Vec<i8>,
+    interval_weeks: u32,
+    /// `HH:MM`.
+    start_time: String,
+    duration_minutes: Option<u32>,
+    first_day: String,
+    last_day: String,
+    created_us: i64,
+}
+
+impl RecurrenceRecord {
+    pub(super) fn from_rule(r: &Recurrence, now: Timestamp) -> Self {
+        Self {
+            id: r.id.to_string(),
+            agenda: r.agenda_id.to_string(),
+            label: r.label.clone(),
+            weekdays: r.weekdays.iter().map(|w| w.to_monday_one_offset()).collect(),
+            interval_weeks: r.interval_weeks,
+            start_time: r.start_time.strftime("%H:%M").to_string(),
+            duration_minutes: r.duration_minutes,
+            first_day: r.first_day.to_string(),
+            last_day: r.last_day.to_string(),
+            created_us: to_micros(now),
+        }
+    }
+
+    pub(super) fn into_rule(self) -> Result<Recurrence, StoreError> {
+        let corrupt = |what: &str| StoreError::Corrupt(format!("recurrence {what}"));
+        Ok(Recurrence {
+            id: parse_id(&self.id)?,
+            agenda_id: parse_id(&self.agenda)?,
+            label: self.label,
+            weekdays: self
+                .weekdays
+                .iter()
+                .map(|n| {
+                    jiff::civil::Weekday::from_monday_one_offset(*n).map_err(|_| corrupt("weekday"))
+                })
+                .collect::<Result<_, _>>()?,
+            interval_weeks: self.interval_weeks,
+            start_time: jiff::civil::Time::strptime("%H:%M", &self.start_time)
+                .map_err(|_| corrupt("start time"))?,
+            duration_minutes: self.duration_minutes,
+            first_day: self.first_day.parse().map_err(|_| corrupt("first day"))?,
+            last_day: self.last_day.parse().map_err(|_| corrupt("last day"))?,
         })
     }
 }
@@ -254,6 +395,8 @@ impl BookingRecord {
 pub(super) struct OutboxRecord {
     id: String,
     to: Vec<String>,
+    #[serde(default)]
+    to_accounts: Vec<String>,
     subject: String,
     body: String,
     status: String,
@@ -269,6 +412,7 @@ impl OutboxRecord {
         Self {
             id: m.id.to_string(),
             to: m.to.clone(),
+            to_accounts: m.to_accounts.iter().map(ToString::to_string).collect(),
             subject: m.subject.clone(),
             body: m.body.clone(),
             status: MailStatus::Queued.as_str().into(),
@@ -286,6 +430,11 @@ impl OutboxRecord {
             mail: OutgoingMail {
                 id,
                 to: self.to,
+                to_accounts: self
+                    .to_accounts
+                    .iter()
+                    .map(|a| parse_id(a))
+                    .collect::<Result<_, _>>()?,
                 subject: self.subject,
                 body: self.body,
                 created_at: from_micros(self.created_us),

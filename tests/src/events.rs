@@ -1,0 +1,538 @@
+//! Events agendas beyond single bookings, end to end: recurrences and season bookings, changed
+//! and cancelled occurrences, booking delays and cancellation deadlines, listings, attendance,
+//! and the mails citizens receive.
+
+use std::time::Duration;
+
+use jiff::civil::{Date, Weekday};
+use jiff::{SignedDuration, Timestamp, ToSpan};
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+const CREATE_RECURRENCE: &str = "mutation($input: CreateRecurrenceInput!) {
+    createRecurrence(input: $input) { occurrenceCount recurrence { id label firstDay lastDay
+        occurrences { id startsAt places } } } }";
+const BOOK_RECURRENCE: &str = "mutation($input: BookRecurrenceInput!) {
+    bookRecurrence(input: $input) { id eventId status } }";
+
+fn today() -> Date {
+    Timestamp::now().to_zoned(jiff::tz::TimeZone::get("Europe/Paris").unwrap()).date()
+}
+
+/// The next `weekday` at least a week from now.
+fn next(weekday: Weekday) -> Date {
+    let mut d = today().saturating_add(7.days());
+    while d.weekday() != weekday {
+        d = d.tomorrow().unwrap();
+    }
+    d
+}
+
+async fn agenda_with(admin: &clients::GraphqlClient, slug: &str, extra: Value) -> String {
+    let mut input = json!({ "slug": slug, "label": slug, "kind": "EVENTS" });
+    for (k, v) in extra.as_object().unwrap() {
+        input[k] = v.clone();
+    }
+    let r = admin
+        .request(
+            "mutation($input: CreateAgendaInput!) { createAgenda(input: $input) { id } }",
+            json!({ "input": input }),
+        )
+        .await
+        .unwrap();
+    assert!(r.is_ok(), "createAgenda: {}", r.body);
+    r.data()["createAgenda"]["id"].as_str().unwrap().to_owned()
+}
+
+async fn agent(server: &TestServer, admin: &clients::GraphqlClient) -> clients::GraphqlClient {
+    let r = admin
+        .request(
+            "mutation { createAccount(input: { email: \"agent@mairie.test\", password: \"agent-password\", firstName: \"A\", lastName: \"Gent\", agentRoles: [\"sport\"] }) { id } }",
+            json!({}),
+        )
+        .await
+        .unwrap();
+    assert!(r.is_ok(), "{}", r.body);
+    server.client().login("agent@mairie.test", "agent-password").await.unwrap()
+}
+
+fn ids(v: &Value) -> Vec<String> {
+    v.as_array().unwrap().iter().map(|x| x["id"].as_str().unwrap().to_owned()).collect()
+}
+
+#[test]
+fn a_season_is_booked_all_or_nothing_and_full_occurrences_are_listed() {
+    run(async {
+        let server = TestServer::start().await;
+        let admin = server.admin().await;
+        let agenda = agenda_with(&admin, "aquagym", json!({})).await;
+        let first = next(Weekday::Monday);
+        let last = first.saturating_add(35.days());
+        let r = admin
+            .request(
+                CREATE_RECURRENCE,
+                json!({ "input": { "agendaId": agenda, "label": "Aquagym", "weekdays": ["MONDAY"],
+                    "startTime": "10:00", "durationMinutes": 45, "firstDay": first.to_string(),
+                    "lastDay": last.to_string(), "places": 1 } }),
+            )
+            .await
+            .unwrap();
+        assert!(r.is_ok(), "{}", r.body);
+        let rec = &r.data()["createRecurrence"];
+        assert_eq!(rec["occurrenceCount"], 6);
+        let recurrence = rec["recurrence"]["id"].as_str().unwrap().to_owned();
+        let occurrences = ids(&rec["recurrence"]["occurrences"]);
+        assert_eq!(occurrences.len(), 6);
+
+        // Someone takes the second and the fourth Monday.
+        let mut people = citizens(&server.client(), 2, "season").await;
+        let (camille, _) = people.remove(0);
+        let (dominique, dominique_id) = people.remove(0);
+        let r = camille
+            .request(BOOK, json!({ "ids": [occurrences[1], occurrences[3]] }))
+            .await
+            .unwrap();
+        assert!(r.is_ok(), "{}", r.body);
+
+        // The season cannot be booked: FULL, naming exactly those two, and nothing booked.
+        let r = dominique
+            .request(BOOK_RECURRENCE, json!({ "input": { "recurrenceId": recurrence } }))
+            .await
+            .unwrap();
+        assert_eq!(r.error_code(), Some("FULL"), "{}", r.body);
+        let full: Vec<String> = r.body["errors"][0]["extensions"]["fullEventIds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(full, vec![occurrences[1].clone(), occurrences[3].clone()]);
+        assert!(r.body["errors"][0]["message"].as_str().unwrap().starts_with("2 events are full"));
+        for id in &occurrences {
+            let e = event(&admin, id).await;
+            let expected = i64::from(*id == occurrences[1] || *id == occurrences[3]);
+            assert_eq!(e["bookedPlaces"].as_i64(), Some(expected), "nothing partial");
+        }
+
+        // The second Monday gets a second place; the fourth is cancelled for everyone.
+        let r = admin
+            .request(
+                "mutation($id: ID!) { updateEvent(input: { id: $id, places: 2 }) { places label recurrenceId } }",
+                json!({ "id": occurrences[1] }),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.data()["updateEvent"]["places"], 2, "{}", r.body);
+        assert_eq!(r.data()["updateEvent"]["recurrenceId"], recurrence.as_str());
+        let r = admin
+            .request(
+                "mutation($id: ID!) { cancelEvent(id: $id) { cancelled bookedPlaces bookings { status } } }",
+                json!({ "id": occurrences[3] }),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.data()["cancelEvent"]["cancelled"], true, "{}", r.body);
+        assert_eq!(r.data()["cancelEvent"]["bookedPlaces"], 0);
+
+        // Now the season books the five remaining occurrences; a second call books nothing new.
+        let r = dominique
+            .request(BOOK_RECURRENCE, json!({ "input": { "recurrenceId": recurrence } }))
+            .await
+            .unwrap();
+        assert!(r.is_ok(), "{}", r.body);
+        let booked = r.data()["bookRecurrence"].as_array().unwrap().clone();
+        assert_eq!(booked.len(), 5);
+        assert!(booked.iter().all(|b| b["status"] == "CONFIRMED"));
+        assert!(booked.iter().all(|b| b["eventId"] != occurrences[3].as_str()));
+        let r = dominique
+            .request(BOOK_RECURRENCE, json!({ "input": { "recurrenceId": recurrence } }))
+            .await
+            .unwrap();
+        assert_eq!(r.data()["bookRecurrence"], json!([]), "{}", r.body);
+        let mine = dominique.request("{ myBookings { eventId } }", json!({})).await.unwrap();
+        assert_eq!(mine.data()["myBookings"].as_array().unwrap().len(), 5);
+
+        // An agent books a season for someone else; a citizen cannot.
+        let r = camille
+            .request(
+                BOOK_RECURRENCE,
+                json!({ "input": { "recurrenceId": recurrence, "userId": dominique_id } }),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.error_code(), Some("FORBIDDEN"), "{}", r.body);
+        server.stop().await;
+    });
+}
+
+#[test]
+fn recurrences_keep_local_time_across_dst_and_refuse_bad_rules() {
+    run(async {
+        let server = TestServer::start().await;
+        let admin = server.admin().await;
+        let agenda = agenda_with(&admin, "yoga", json!({})).await;
+        // Sundays of March and April next year: the last Sunday of March changes to summer time.
+        let year = today().year() + 1;
+        let input = |start: &str, last: Option<String>| {
+            json!({ "input": { "agendaId": agenda, "label": "Yoga", "weekdays": ["SUNDAY"],
+                "startTime": start, "firstDay": format!("{year}-03-01"), "lastDay": last,
+                "places": 10 } })
+        };
+        let r = admin
+            .request(CREATE_RECURRENCE, input("10:00", Some(format!("{year}-04-30"))))
+            .await
+            .unwrap();
+        assert!(r.is_ok(), "{}", r.body);
+        let starts: Vec<String> = r.data()["createRecurrence"]["recurrence"]["occurrences"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["startsAt"].as_str().unwrap().to_owned())
+            .collect();
+        assert!(starts.len() >= 8, "{starts:?}");
+        // Every occurrence at 10:00 local time, in winter time then in summer time.
+        assert!(starts.iter().all(|s| s.contains("T10:00:00")), "{starts:?}");
+        assert!(starts.first().unwrap().ends_with("+01:00"));
+        assert!(starts.last().unwrap().ends_with("+02:00"));
+
+        // 02:30 does not exist on the last Sunday of March; no end; no weekday; bad time.
+        let before =
+            admin.request("{ events(filter: {}) { totalCount } }", json!({})).await.unwrap();
+        for bad in [
+            input("02:30", Some(format!("{year}-04-30"))),
+            input("10:00", None),
+            input("25:00", Some(format!("{year}-04-30"))),
+            input("10:00", Some(format!("{year}-02-01"))),
+            json!({ "input": { "agendaId": agenda, "label": "Yoga", "weekdays": [], "startTime": "10:00",
+                "firstDay": format!("{year}-03-01"), "lastDay": format!("{year}-04-01"), "places": 1 } }),
+        ] {
+            let r = admin.request(CREATE_RECURRENCE, bad).await.unwrap();
+            assert_eq!(r.error_code(), Some("BAD_USER_INPUT"), "{}", r.body);
+        }
+        let r = admin
+            .request(CREATE_RECURRENCE, input("02:30", Some(format!("{year}-04-30"))))
+            .await
+            .unwrap();
+        assert!(r.body["errors"][0]["message"].as_str().unwrap().contains("daylight saving"));
+        let after =
+            admin.request("{ events(filter: {}) { totalCount } }", json!({})).await.unwrap();
+        assert_eq!(before.data(), after.data(), "nothing created by refused rules");
+        // Citizens cannot create recurrences.
+        let (citizen, _) = citizens(&server.client(), 1, "yoga").await.remove(0);
+        let r = citizen
+            .request(CREATE_RECURRENCE, input("10:00", Some(format!("{year}-04-30"))))
+            .await
+            .unwrap();
+        assert_eq!(r.error_code(), Some("FORBIDDEN"));
+        server.stop().await;
+    });
+}
+
+#[test]
+fn booking_delays_and_cancellation_deadlines_bind_citizens_not_agents() {
+    run(async {
+        let server = TestServer::start().await;
+        let admin = server.admin().await;
+        let agenda = agenda_with(
+            &admin,
+            "stade",
+            json!({ "services": ["sport"], "events": { "minimalBookingDelayDays": 2,
+                "maximalBookingDelayDays": 60, "cancellationDeadlineHours": 48 } }),
+        )
+        .await;
+        let agent = agent(&server, &admin).await;
+        let (citizen, citizen_id) = citizens(&server.client(), 1, "stade").await.remove(0);
+        // An event tomorrow is inside the two-day delay.
+        let soon = create_event(&admin, &agenda, 5, 0).await;
+        let r = citizen.request(BOOK, json!({ "ids": [soon] })).await.unwrap();
+        assert_eq!(r.error_code(), Some("BAD_USER_INPUT"), "{}", r.body);
+        assert!(r.body["errors"][0]["message"].as_str().unwrap().contains("can be booked"));
+        assert_eq!(event(&admin, &soon).await["bookedPlaces"], 0);
+        // An agent books it for the citizen.
+        let r = agent
+            .request(
+                "mutation($ids: [ID!]!, $u: ID!) { bookEvents(input: { eventIds: $ids, userId: $u }) { id } }",
+                json!({ "ids": [soon], "u": citizen_id }),
+            )
+            .await
+            .unwrap();
+        assert!(r.is_ok(), "{}", r.body);
+        let booking = r.data()["bookEvents"][0]["id"].as_str().unwrap().to_owned();
+        // Within 48 hours of the start the citizen can no longer cancel; the agent can.
+        let cancel = "mutation($id: ID!) { cancelBooking(id: $id) { status } }";
+        let r = citizen.request(cancel, json!({ "id": booking })).await.unwrap();
+        assert_eq!(r.error_code(), Some("BAD_USER_INPUT"), "{}", r.body);
+        assert_eq!(event(&admin, &soon).await["bookedPlaces"], 1);
+        let r = agent.request(cancel, json!({ "id": booking })).await.unwrap();
+        assert_eq!(r.data()["cancelBooking"]["status"], "CANCELLED", "{}", r.body);
+        // Rules are visible, and bad rules are refused.
+        let r = citizen
+            .request(
+                "query($id: ID!) { agenda(id: $id) { eventRules { minimalBookingDelayDays cancellationDeadlineHours } } }",
+                json!({ "id": agenda }),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.data()["agenda"]["eventRules"]["cancellationDeadlineHours"], 48);
+        for bad in [
+            json!({ "maximalBookingDelayDays": 0 }),
+            json!({ "minimalBookingDelayDays": -1 }),
+            json!({ "minimalBookingDelayDays": 10, "maximalBookingDelayDays": 5 }),
+        ] {
+            let r = admin
+                .request(
+                    "mutation($e: EventRulesInput!) { createAgenda(input: { slug: \"mauvais\", label: \"x\", kind: EVENTS, events: $e }) { id } }",
+                    json!({ "e": bad }),
+                )
+                .await
+                .unwrap();
+            assert_eq!(r.error_code(), Some("BAD_USER_INPUT"), "{}", r.body);
+        }
+        let r = admin.request("{ agendas { slug } }", json!({})).await.unwrap();
+        assert!(!r.body.to_string().contains("mauvais"));
+        server.stop().await;
+    });
+}
+
+#[test]
+fn listings_page_through_events_by_start_with_filters_and_months() {
+    run(async {
+        let server = TestServer::start().await;
+        let admin = server.admin().await;
+        let sport = agenda_with(&admin, "piscine", json!({ "category": "sport" })).await;
+        let culture = agenda_with(&admin, "musee", json!({ "category": "culture" })).await;
+        let create = async |agenda: &str,
+                            label: &str,
+                            days: i64,
+                            places: i32,
+                            publication: Option<Timestamp>| {
+            let starts = Timestamp::now() + SignedDuration::from_hours(24 * days);
+            let r = admin
+                .request(
+                    "mutation($input: CreateEventInput!) { createEvent(input: $input) { id } }",
+                    json!({ "input": { "agendaId": agenda, "label": label, "startsAt": starts.to_string(),
+                        "places": places, "publicationAt": publication.map(|p| p.to_string()) } }),
+                )
+                .await
+                .unwrap();
+            assert!(r.is_ok(), "{}", r.body);
+            r.data()["createEvent"]["id"].as_str().unwrap().to_owned()
+        };
+        let later = Timestamp::now() + SignedDuration::from_hours(24 * 30);
+        let mut sport_events = Vec::new();
+        for (i, days) in [3, 10, 40, 45, 70].into_iter().enumerate() {
+            sport_events.push(create(&sport, &format!("Nage {i}"), days, 1, None).await);
+        }
+        create(&sport, "Pas encore publié", 5, 1, Some(later)).await;
+        create(&culture, "Exposition", 4, 1, None).await;
+        let full = sport_events[1].clone();
+        let (citizen, _) = citizens(&server.client(), 1, "listing").await.remove(0);
+        assert!(citizen.request(BOOK, json!({ "ids": [full] })).await.unwrap().is_ok());
+
+        // A citizen pages through the sport category two at a time.
+        let query = "query($f: EventFilter!, $after: String) { events(filter: $f, first: 2, after: $after) {
+            nodes { id label full month } pageInfo { hasNextPage endCursor } totalCount months { month count } } }";
+        let filter = json!({ "category": "sport" });
+        let mut seen = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let r = citizen.request(query, json!({ "f": filter, "after": after })).await.unwrap();
+            assert!(r.is_ok(), "{}", r.body);
+            let page = &r.data()["events"];
+            assert_eq!(page["totalCount"], 5, "the unpublished event is hidden from citizens");
+            seen.extend(ids(&page["nodes"]));
+            if page["pageInfo"]["hasNextPage"] == false {
+                let months: i64 = page["months"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|m| m["count"].as_i64().unwrap())
+                    .sum();
+                assert_eq!(months, 5);
+                break;
+            }
+            after = Some(page["pageInfo"]["endCursor"].as_str().unwrap().to_owned());
+        }
+        assert_eq!(seen, sport_events, "every event once, by start");
+        // Full events are listed as full, or left out on request; the agenda filter works.
+        let r = citizen
+            .request(
+                query,
+                json!({ "f": { "agendaIds": [sport], "onlyAvailable": true }, "after": null }),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.data()["events"]["totalCount"], 4, "{}", r.body);
+        let r = citizen
+            .request(query, json!({ "f": { "category": "culture" }, "after": null }))
+            .await
+            .unwrap();
+        assert_eq!(r.data()["events"]["nodes"][0]["label"], "Exposition");
+        // An agent (here the administrator) sees the unpublished one; a date range narrows.
+        let r = admin
+            .request(query, json!({ "f": { "agendaIds": [sport] }, "after": null }))
+            .await
+            .unwrap();
+        assert_eq!(r.data()["events"]["totalCount"], 6);
+        let from = (Timestamp::now() + SignedDuration::from_hours(24 * 35))
+            .to_zoned(jiff::tz::TimeZone::UTC)
+            .date();
+        let r = citizen
+            .request(
+                query,
+                json!({ "f": { "category": "sport", "from": from.to_string() }, "after": null }),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.data()["events"]["totalCount"], 3);
+        let r = citizen
+            .request(query, json!({ "f": { "from": "tomorrow" }, "after": null }))
+            .await
+            .unwrap();
+        assert_eq!(r.error_code(), Some("BAD_USER_INPUT"));
+        let r = citizen.request(query, json!({ "f": {}, "after": "garbage" })).await.unwrap();
+        assert_eq!(r.error_code(), Some("BAD_USER_INPUT"));
+        server.stop().await;
+    });
+}
+
+#[test]
+fn attendance_is_checked_on_the_day_with_the_agenda_reasons() {
+    run(async {
+        let server = TestServer::start().await;
+        let admin = server.admin().await;
+        let agenda = agenda_with(
+            &admin,
+            "atelier",
+            json!({ "services": ["sport"], "events": { "absenceReasons": ["Malade", "Oubli"] } }),
+        )
+        .await;
+        let agent = agent(&server, &admin).await;
+        let mut people = citizens(&server.client(), 2, "pointage").await;
+        let (bob, bob_id) = people.remove(1);
+        let (alice, _) = people.remove(0);
+        let starts = Timestamp::now() + SignedDuration::from_secs(2);
+        let r = admin
+            .request(
+                "mutation($input: CreateEventInput!) { createEvent(input: $input) { id } }",
+                json!({ "input": { "agendaId": agenda, "label": "Atelier", "startsAt": starts.to_string(), "places": 5 } }),
+            )
+            .await
+            .unwrap();
+        let event_id = r.data()["createEvent"]["id"].as_str().unwrap().to_owned();
+        let a = alice.request(BOOK, json!({ "ids": [event_id] })).await.unwrap();
+        let b = bob.request(BOOK, json!({ "ids": [event_id] })).await.unwrap();
+        let (a, b) = (
+            a.data()["bookEvents"][0]["id"].as_str().unwrap().to_owned(),
+            b.data()["bookEvents"][0]["id"].as_str().unwrap().to_owned(),
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let mark = "mutation($b: ID!, $p: Boolean, $r: String) { markAttendance(bookingId: $b, present: $p, absenceReason: $r) { present absenceReason } }";
+        let r = agent.request(mark, json!({ "b": a, "p": true })).await.unwrap();
+        assert_eq!(r.data()["markAttendance"]["present"], true, "{}", r.body);
+        let r = agent.request(mark, json!({ "b": b, "p": false, "r": "Vacances" })).await.unwrap();
+        assert_eq!(r.error_code(), Some("BAD_USER_INPUT"), "not a reason of this agenda");
+        let r = agent.request(mark, json!({ "b": b, "p": false, "r": "Malade" })).await.unwrap();
+        assert_eq!(r.data()["markAttendance"]["absenceReason"], "Malade", "{}", r.body);
+        // Citizens cannot check attendance, even their own.
+        let r = bob.request(mark, json!({ "b": b, "p": true })).await.unwrap();
+        assert_eq!(r.error_code(), Some("FORBIDDEN"));
+        let r = agent
+            .request("mutation($e: ID!) { markEventChecked(eventId: $e) { checked bookings { present } } }", json!({ "e": event_id }))
+            .await
+            .unwrap();
+        assert_eq!(r.data()["markEventChecked"]["checked"], true, "{}", r.body);
+        // Bob's record over the period, for him and for the agent.
+        let day = today().to_string();
+        let q = "query($u: ID, $f: String!, $t: String!) { attendance(userId: $u, from: $f, to: $t) { eventLabel booking { present absenceReason } } }";
+        for (who, user) in [(&bob, Value::Null), (&agent, json!(bob_id))] {
+            let r = who.request(q, json!({ "u": user, "f": day, "t": day })).await.unwrap();
+            assert_eq!(
+                r.data()["attendance"],
+                json!([{ "eventLabel": "Atelier", "booking": { "present": false, "absenceReason": "Malade" } }]),
+                "{}",
+                r.body
+            );
+        }
+        let r = alice.request(q, json!({ "u": bob_id, "f": day, "t": day })).await.unwrap();
+        assert_eq!(r.error_code(), Some("FORBIDDEN"));
+        server.stop().await;
+    });
+}
+
+#[test]
+fn citizens_are_mailed_about_their_bookings_and_about_cancelled_events() {
+    run(async {
+        let smtp = SmtpSink::start().await;
+        let url = smtp.url();
+        let server = TestServer::start_with(|c| c.smtp_url = Some(url)).await;
+        let admin = server.admin().await;
+        let agenda = agenda_with(
+            &admin,
+            "conferences",
+            json!({ "fillNotifications": { "thresholds": [], "emails": ["regie@mairie.test"] },
+                "events": { "notifyCitizensOnBooking": true } }),
+        )
+        .await;
+        let event_id = create_event(&admin, &agenda, 1, 2).await;
+        let people = citizens(&server.client(), 3, "conf").await;
+        for (c, _) in &people {
+            assert!(c.request(BOOK, json!({ "ids": [event_id] })).await.unwrap().is_ok());
+        }
+        // One confirmation and two waiting-list notices, each to its citizen alone.
+        assert!(eventually(Duration::from_secs(20), async || smtp.messages().len() >= 3).await);
+        let messages = smtp.messages();
+        assert_eq!(
+            messages
+                .iter()
+                .filter(|m| m.contains("Subject: [Guichet] Booking confirmed: Concert"))
+                .count(),
+            1
+        );
+        assert_eq!(
+            messages
+                .iter()
+                .filter(|m| m.contains("Subject: [Guichet] On the waiting list: Concert"))
+                .count(),
+            2
+        );
+        for i in 0..3 {
+            let me = format!("conf-{i}@citoyens.test");
+            assert_eq!(messages.iter().filter(|m| m.contains(&me)).count(), 1, "{messages:#?}");
+        }
+        // The event is cancelled: three citizens and the notification address are told.
+        let r = admin
+            .request(
+                "mutation($id: ID!) { cancelEvent(id: $id) { cancelled } }",
+                json!({ "id": event_id }),
+            )
+            .await
+            .unwrap();
+        assert!(r.is_ok(), "{}", r.body);
+        assert!(eventually(Duration::from_secs(20), async || smtp.messages().len() >= 7).await);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let messages = smtp.messages();
+        assert_eq!(messages.len(), 7, "{messages:#?}");
+        let cancelled: Vec<&String> = messages
+            .iter()
+            .filter(|m| m.contains("Subject: [Guichet] Cancelled: Concert"))
+            .collect();
+        assert_eq!(cancelled.len(), 3);
+        assert!(messages.iter().any(|m| m.contains("Subject: [Guichet] Event cancelled: Concert")
+            && m.contains("regie@mairie.test")));
+        // Cancelling it again, or booking it, is refused.
+        let r = admin
+            .request(
+                "mutation($id: ID!) { cancelEvent(id: $id) { cancelled } }",
+                json!({ "id": event_id }),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.error_code(), Some("BAD_USER_INPUT"));
+        let (late, _) = citizens(&server.client(), 1, "conf-late").await.remove(0);
+        let r = late.request(BOOK, json!({ "ids": [event_id] })).await.unwrap();
+        assert_eq!(r.error_code(), Some("BAD_USER_INPUT"), "{}", r.body);
+        server.stop().await;
+    });
+}
