@@ -8,6 +8,7 @@
 //! - `access`: who may do what, decided in one function.
 //! - `mail`: the durable outbox and the mailer that drains it.
 //! - `live`: broadcast channels for subscriptions.
+//! - `scheduler`: the one task that runs timed actions (reminders, hold expiry) from durable jobs.
 //! - `store`: SurrealDB, and nothing else speaks to it.
 //! - `runtime`: the actix system and its arbiters.
 //!
@@ -24,6 +25,7 @@ pub mod mail;
 pub mod meetings;
 pub mod metrics;
 pub mod runtime;
+pub mod scheduler;
 pub mod session;
 pub mod store;
 pub mod time;

@@ -44,6 +44,9 @@ pub struct EventRulesInput {
     /// Mail citizens when their booking is cancelled (default false). A cancelled event always
     /// mails everyone who had booked it.
     pub notify_citizens_on_cancellation: Option<bool>,
+    /// Remind citizens of their confirmed bookings this many hours before (1 to 1440), by email
+    /// and, when they gave a phone number, by SMS (default: no reminder).
+    pub reminder_hours: Option<i32>,
     /// Reasons an agent may give when marking a booking absent.
     pub absence_reasons: Option<Vec<String>>,
 }
@@ -68,7 +71,7 @@ impl EventRulesInput {
             citizen_notifications: CitizenNotifications {
                 on_booking: self.notify_citizens_on_booking.unwrap_or(false),
                 on_cancellation: self.notify_citizens_on_cancellation.unwrap_or(false),
-                reminder_hours: None,
+                reminder_hours: non_negative(self.reminder_hours, "reminderHours")?,
             },
             absence_reasons: self.absence_reasons.unwrap_or_default(),
         })
@@ -90,6 +93,8 @@ pub struct EventRulesView {
     pub notify_citizens_on_booking: bool,
     /// Citizens are mailed when their booking is cancelled.
     pub notify_citizens_on_cancellation: bool,
+    /// Hours before the event that confirmed citizens are reminded.
+    pub reminder_hours: Option<i32>,
     /// Reasons for an absence.
     pub absence_reasons: Vec<String>,
 }
@@ -107,6 +112,7 @@ impl From<&EventRules> for EventRulesView {
             cancellation_deadline_hours: r.cancellation_deadline_hours.map(int),
             notify_citizens_on_booking: r.citizen_notifications.on_booking,
             notify_citizens_on_cancellation: r.citizen_notifications.on_cancellation,
+            reminder_hours: r.citizen_notifications.reminder_hours.map(int),
             absence_reasons: r.absence_reasons.clone(),
         }
     }

@@ -101,6 +101,18 @@ impl AccountMutation {
         Ok(account.into())
     }
 
+    /// Sets the caller's phone number for text messages (reminders), or clears it with null.
+    /// French national numbers are accepted and stored as +33....
+    async fn set_phone(
+        &self,
+        ctx: &Context<'_>,
+        phone: Option<String>,
+    ) -> async_graphql::Result<User> {
+        let services = ctx.data::<Services>()?;
+        let me = ctx.data::<Caller>()?.account()?;
+        Ok(services.accounts.set_phone(me, phone.as_deref()).await.gql()?.into())
+    }
+
     /// Replaces the roles of an account (administrators); effective from its next sign-in.
     async fn set_account_roles(
         &self,

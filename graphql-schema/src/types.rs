@@ -30,6 +30,8 @@ pub struct User {
     pub is_admin: bool,
     /// Agent roles (one per service).
     pub agent_roles: Vec<String>,
+    /// Phone number for text messages (E.164).
+    pub phone: Option<String>,
 }
 
 impl From<AccountView> for User {
@@ -41,6 +43,7 @@ impl From<AccountView> for User {
             last_name: a.last_name,
             is_admin: a.roles.admin,
             agent_roles: a.roles.agent_roles,
+            phone: a.phone,
         }
     }
 }

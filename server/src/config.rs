@@ -46,6 +46,16 @@ pub struct Config {
     /// mail stays in the outbox and is logged.
     #[arg(long, env = "GUICHET_SMTP_URL", hide_env_values = true)]
     pub smtp_url: Option<String>,
+    /// HTTP(S) gateway for text messages (POST of `{"message","from","to":[...]}`); when unset,
+    /// text messages stay in the outbox.
+    #[arg(long, env = "GUICHET_SMS_URL")]
+    pub sms_url: Option<String>,
+    /// Bearer token of the SMS gateway.
+    #[arg(long, env = "GUICHET_SMS_TOKEN", hide_env_values = true)]
+    pub sms_token: Option<String>,
+    /// Sender name of text messages.
+    #[arg(long, env = "GUICHET_SMS_FROM", default_value = "Guichet")]
+    pub sms_from: String,
     /// Sender of outgoing mail.
     #[arg(long, env = "GUICHET_MAIL_FROM", default_value = "Guichet <noreply@guichet.localhost>")]
     pub mail_from: String,
@@ -92,6 +102,9 @@ impl Config {
             db_user: None,
             db_password: None,
             smtp_url: None,
+            sms_url: None,
+            sms_token: None,
+            sms_from: "Guichet".into(),
             mail_from: "Guichet <noreply@guichet.localhost>".into(),
             admin_email: "admin@guichet.localhost".into(),
             admin_password: Some("admin-password".into()),

@@ -23,7 +23,8 @@ use std::sync::Arc;
 use actors::Services;
 use actors::access::Roles;
 use actors::account::NewAccount;
-use actors::mail::{MailConfig, Mailer};
+use actors::mail::{HttpSmsGateway, MailConfig, Mailer};
+use actors::scheduler::Scheduler;
 use actors::session::SessionPolicy;
 use actors::store::Store;
 use anyhow::Context as _;
@@ -60,6 +61,7 @@ pub struct App {
     state: AppState,
     shutdown_tx: watch::Sender<bool>,
     mailer: tokio::task::JoinHandle<()>,
+    scheduler: tokio::task::JoinHandle<()>,
     cors_origins: Vec<String>,
 }
 
@@ -81,13 +83,27 @@ impl App {
         };
         let services = Services::start(store.clone(), policy).context("starting actors")?;
         let (shutdown_tx, shutdown) = watch::channel(false);
-        let mailer = Mailer::new(
-            store,
+        let mut mailer = Mailer::new(
+            store.clone(),
             &MailConfig { smtp_url: config.smtp_url.clone(), from: config.mail_from.clone() },
             services.mail.clone(),
         )
         .context("mail configuration")?;
+        if let Some(url) = &config.sms_url {
+            let gateway =
+                HttpSmsGateway::new(url, config.sms_token.clone(), config.sms_from.clone())
+                    .map_err(anyhow::Error::msg)
+                    .context("SMS configuration")?;
+            mailer = mailer.with_sms(Arc::new(gateway));
+        }
         let mailer = tokio::spawn(mailer.run(shutdown.clone()));
+        let scheduler = Scheduler::new(
+            store,
+            services.agendas.clone(),
+            services.meetings.clone(),
+            services.mail.clone(),
+        );
+        let scheduler = tokio::spawn(scheduler.run(shutdown.clone()));
         ensure_admin(&services, config).await?;
         if config.demo {
             demo::load(&services).await.context("loading the demo town")?;
@@ -101,7 +117,13 @@ impl App {
             shutdown,
             ws_init_timeout_secs: config.ws_init_timeout_secs,
         };
-        Ok(Self { state, shutdown_tx, mailer, cors_origins: config.cors_origins.clone() })
+        Ok(Self {
+            state,
+            shutdown_tx,
+            mailer,
+            scheduler,
+            cors_origins: config.cors_origins.clone(),
+        })
     }
 
     /// The shared state (for tests and tools).
@@ -130,6 +152,9 @@ impl App {
         let _ = self.shutdown_tx.send(true);
         if tokio::time::timeout(std::time::Duration::from_secs(10), self.mailer).await.is_err() {
             tracing::warn!("mailer did not stop in time");
+        }
+        if tokio::time::timeout(std::time::Duration::from_secs(10), self.scheduler).await.is_err() {
+            tracing::warn!("scheduler did not stop in time");
         }
         self.state.services.runtime.shutdown();
         tracing::info!("stopped");

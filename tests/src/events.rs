@@ -536,3 +536,80 @@ fn citizens_are_mailed_about_their_bookings_and_about_cancelled_events() {
         server.stop().await;
     });
 }
+
+/// An agenda that reminds an hour before, and an event that starts an hour and `secs` seconds
+/// from now: its reminders fall due in `secs` seconds.
+async fn reminder_setup(admin: &clients::GraphqlClient, secs: i64) -> String {
+    let agenda = agenda_with(admin, "rappels", json!({ "events": { "reminderHours": 1 } })).await;
+    let starts = Timestamp::now() + SignedDuration::from_secs(3600 + secs);
+    let r = admin
+        .request(
+            "mutation($input: CreateEventInput!) { createEvent(input: $input) { id } }",
+            json!({ "input": { "agendaId": agenda, "label": "Conseil municipal", "startsAt": starts.to_string(), "places": 10 } }),
+        )
+        .await
+        .unwrap();
+    assert!(r.is_ok(), "{}", r.body);
+    r.data()["createEvent"]["id"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn reminders_go_by_email_and_sms_once_and_not_after_a_cancellation() {
+    run(async {
+        let smtp = SmtpSink::start().await;
+        let sms = SmsGateway::start().await;
+        let (smtp_url, sms_url, token) = (smtp.url(), sms.url.clone(), sms.token.clone());
+        let server = TestServer::start_with(|c| {
+            c.smtp_url = Some(smtp_url);
+            c.sms_url = Some(sms_url);
+            c.sms_token = Some(token);
+        })
+        .await;
+        let admin = server.admin().await;
+        let event_id = reminder_setup(&admin, 4).await;
+        let mut people = citizens(&server.client(), 2, "rappel").await;
+        let (bob, _) = people.remove(1);
+        let (alice, _) = people.remove(0);
+        let r = alice
+            .request("mutation { setPhone(phone: \"06 12 34 56 78\") { phone } }", json!({}))
+            .await
+            .unwrap();
+        assert_eq!(r.data()["setPhone"]["phone"], "+33612345678", "{}", r.body);
+        let r = alice
+            .request("mutation { setPhone(phone: \"12\") { phone } }", json!({}))
+            .await
+            .unwrap();
+        assert_eq!(r.error_code(), Some("BAD_USER_INPUT"));
+        assert!(alice.request(BOOK, json!({ "ids": [event_id] })).await.unwrap().is_ok());
+        let r = bob.request(BOOK, json!({ "ids": [event_id] })).await.unwrap();
+        let bob_booking = r.data()["bookEvents"][0]["id"].as_str().unwrap().to_owned();
+        let r = bob
+            .request(
+                "mutation($id: ID!) { cancelBooking(id: $id) { status } }",
+                json!({ "id": bob_booking }),
+            )
+            .await
+            .unwrap();
+        assert!(r.is_ok(), "{}", r.body);
+        assert!(smtp.messages().is_empty(), "not yet due");
+
+        assert!(
+            eventually(Duration::from_secs(30), async || {
+                !smtp.messages().is_empty() && !sms.received().is_empty()
+            })
+            .await
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let mails = smtp.messages();
+        assert_eq!(mails.len(), 1, "Alice only, once: {mails:#?}");
+        assert!(mails[0].contains("Subject: [Guichet] Reminder: Conseil municipal"));
+        assert!(mails[0].contains("rappel-0@citoyens.test"));
+        let texts = sms.received();
+        assert_eq!(texts.len(), 1, "{texts:?}");
+        assert_eq!(texts[0]["to"], json!(["+33612345678"]));
+        assert!(
+            texts[0]["message"].as_str().unwrap().starts_with("Reminder: \"Conseil municipal\"")
+        );
+        server.stop().await;
+    });
+}

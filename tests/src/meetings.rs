@@ -34,11 +34,25 @@ struct Setup {
 /// A meetings agenda open tomorrow 09:00–12:00 on `desks` desks, with a 30-minute type, bookable
 /// from now on.
 async fn meetings_agenda(admin: &GraphqlClient, slug: &str, desks: usize) -> Setup {
+    meetings_agenda_with(admin, slug, desks, json!({})).await
+}
+
+/// The same, with more meetings rules.
+async fn meetings_agenda_with(
+    admin: &GraphqlClient,
+    slug: &str,
+    desks: usize,
+    more_rules: Value,
+) -> Setup {
+    let mut rules = json!({ "minimalBookingDelayDays": 0, "closedOnPublicHolidays": false });
+    for (k, v) in more_rules.as_object().unwrap() {
+        rules[k] = v.clone();
+    }
     let agenda = ok(
         admin,
         "mutation($input: CreateAgendaInput!) { createAgenda(input: $input) { id kind } }",
         json!({ "input": { "slug": slug, "label": "Passeports et CNI", "kind": "MEETINGS",
-                "meetings": { "minimalBookingDelayDays": 0, "closedOnPublicHolidays": false } } }),
+                "meetings": rules } }),
     )
     .await["createAgenda"]["id"]
         .as_str()
@@ -235,6 +249,42 @@ fn free_slots_change_live_as_they_are_booked_held_and_released() {
         // Bob cannot cancel Alice's meeting, and sees only his own.
         let mine_only = ok(bob, "{ myMeetings { id status } }", json!({})).await;
         assert_eq!(mine_only["myMeetings"].as_array().unwrap().len(), 1);
+        server.stop().await;
+    });
+}
+
+#[test]
+fn a_lapsed_hold_frees_its_slot_live() {
+    run(async {
+        let server = TestServer::start().await;
+        let admin = server.admin().await;
+        let s = meetings_agenda_with(&admin, "hold-expiry", 1, json!({ "holdMinutes": 1 })).await;
+        let (bob, _) = citizens(&server.client(), 1, "hold-expiry").await.remove(0);
+        let mut watcher =
+            WsClient::connect(&server.base, WsProtocol::TransportWs, None).await.unwrap();
+        let sub = "subscription($a: ID!, $t: ID!, $d: String!) { freeSlots(agendaId: $a, meetingTypeId: $t, from: $d, to: $d) { seq slots { startsAt } } }";
+        let day = tomorrow().to_string();
+        watcher
+            .subscribe("slots", sub, json!({ "a": s.agenda, "t": s.meeting_type, "d": day }))
+            .await
+            .unwrap();
+        let count =
+            |payload: &Value| payload["data"]["freeSlots"]["slots"].as_array().unwrap().len();
+        let first = watcher.next_data("slots", Duration::from_secs(10)).await.unwrap();
+        assert_eq!(count(&first), 6);
+        let starts = first["data"]["freeSlots"]["slots"][0]["startsAt"].clone();
+        ok(
+            &bob,
+            "mutation($input: HoldSlotInput!) { holdSlot(input: $input) { id } }",
+            json!({ "input": { "agendaId": s.agenda, "meetingTypeId": s.meeting_type, "startsAt": starts, "lockCode": "bob-form-0001" } }),
+        )
+        .await;
+        let held = watcher.next_data("slots", Duration::from_secs(10)).await.unwrap();
+        assert_eq!(count(&held), 5);
+        // Nobody books it: a minute later the scheduler frees it, and the subscriber sees it
+        // without asking.
+        let back = watcher.next_data("slots", Duration::from_secs(90)).await.unwrap();
+        assert_eq!(count(&back), 6, "{back}");
         server.stop().await;
     });
 }

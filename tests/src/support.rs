@@ -276,3 +276,43 @@ pub fn guichet_binary() -> PathBuf {
     );
     bin
 }
+
+/// An SMS gateway on loopback that records what it is asked to send, and refuses requests
+/// without its bearer token.
+pub struct SmsGateway {
+    pub url: String,
+    pub token: String,
+    received: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+}
+
+impl SmsGateway {
+    pub async fn start() -> Self {
+        use axum::http::{HeaderMap, StatusCode};
+        let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let token = "gateway-secret".to_owned();
+        let (store, expected) = (received.clone(), format!("Bearer {token}"));
+        let app = axum::Router::new().route(
+            "/sms",
+            axum::routing::post(move |headers: HeaderMap, axum::Json(body): axum::Json<Value>| {
+                let store = store.clone();
+                let expected = expected.clone();
+                async move {
+                    let auth = headers.get("authorization").and_then(|v| v.to_str().ok());
+                    if auth != Some(expected.as_str()) {
+                        return StatusCode::UNAUTHORIZED;
+                    }
+                    store.lock().unwrap().push(body);
+                    StatusCode::OK
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/sms", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Self { url, token, received }
+    }
+
+    pub fn received(&self) -> Vec<Value> {
+        self.received.lock().unwrap().clone()
+    }
+}

@@ -42,6 +42,8 @@ pub struct AccountView {
     pub last_name: String,
     /// Roles.
     pub roles: Roles,
+    /// Phone number for text messages (E.164).
+    pub phone: Option<String>,
 }
 
 impl TryFrom<&AccountRecord> for AccountView {
@@ -54,6 +56,7 @@ impl TryFrom<&AccountRecord> for AccountView {
             first_name: r.first_name.clone(),
             last_name: r.last_name.clone(),
             roles: r.roles(),
+            phone: r.phone.clone(),
         })
     }
 }
@@ -189,6 +192,7 @@ impl Accounts {
             last_name,
             admin: roles.admin,
             agent_roles: roles.agent_roles,
+            phone: None,
             created_us: to_micros(Timestamp::now()),
         };
         match self.store.create_account(&record).await {
@@ -239,6 +243,24 @@ impl Accounts {
             }
         }
         if !self.store.set_roles(id, &roles).await.map_err(AccountError::Store)? {
+            return Err(AccountError::NotFound);
+        }
+        self.get(id).await
+    }
+
+    /// Sets the phone number text messages go to (normalised to E.164), or clears it.
+    pub async fn set_phone(
+        &self,
+        id: AccountId,
+        phone: Option<&str>,
+    ) -> Result<AccountView, AccountError> {
+        let phone = match phone.map(str::trim).filter(|p| !p.is_empty()) {
+            None => None,
+            Some(p) => Some(crate::mail::sms::normalise_phone(p).ok_or_else(|| {
+                AccountError::Invalid(format!("{p:?} is not a phone number like +33612345678"))
+            })?),
+        };
+        if !self.store.set_phone(id, phone.as_deref()).await.map_err(AccountError::Store)? {
             return Err(AccountError::NotFound);
         }
         self.get(id).await

@@ -11,8 +11,9 @@ use jiff::Timestamp;
 use super::rules::{BookingWindow, EventRules};
 use crate::error::{ErrorCode, HasErrorCode};
 use crate::ids::{AccountId, AgendaId, BookingId, EventId, MailId, RecurrenceId};
-use crate::mail::OutgoingMail;
+use crate::mail::{Channel, OutgoingMail};
 use crate::meetings::model::MeetingsRules;
+use crate::scheduler::{ScheduledJob, reminder_for};
 use crate::time::{from_micros, human, to_micros};
 
 /// The kinds of agenda.
@@ -547,6 +548,8 @@ pub struct Effects {
     pub changed: Vec<BookingStatusChanged>,
     /// Notifications to queue in the outbox.
     pub mails: Vec<OutgoingMail>,
+    /// Timed actions to schedule (reminders of new bookings).
+    pub jobs: Vec<ScheduledJob>,
 }
 
 impl Effects {
@@ -724,7 +727,11 @@ impl<'a> Working<'a> {
     }
 
     fn rules_of(&self, event: &EventState) -> EventRules {
-        self.base.agendas.get(&event.agenda_id).map(|a| a.events.clone()).unwrap_or_default()
+        self.rules_of_agenda(event.agenda_id)
+    }
+
+    fn rules_of_agenda(&self, agenda: AgendaId) -> EventRules {
+        self.base.agendas.get(&agenda).map(|a| a.events.clone()).unwrap_or_default()
     }
 
     fn event_of_booking(&self, booking: BookingId) -> Option<EventId> {
@@ -809,6 +816,11 @@ impl<'a> Working<'a> {
                 .created
                 .push(BookingCreated { view: view.clone(), booked_by: req.booked_by });
             self.citizen_mail(&view, Notice::Booked, now);
+            let reminder_hours =
+                self.rules_of_agenda(view.agenda_id).citizen_notifications.reminder_hours;
+            let starts_at = self.event(id).map_or(now, |e| e.starts_at);
+            // Waiting-list bookings get one too: it is dropped unless they are confirmed by then.
+            self.effects.jobs.extend(reminder_for(view.id, starts_at, reminder_hours, now));
             self.after_change(id, now);
             views.push(view);
         }
@@ -910,6 +922,7 @@ impl<'a> Working<'a> {
             // Whatever the agenda's settings, people who booked must hear the event is off.
             self.effects.mails.push(OutgoingMail {
                 id: MailId::new(),
+                channel: Channel::Email,
                 to: Vec::new(),
                 to_accounts: owners,
                 subject: format!("[Guichet] Cancelled: {}", event.label),
@@ -926,6 +939,7 @@ impl<'a> Working<'a> {
         {
             self.effects.mails.push(OutgoingMail {
                 id: MailId::new(),
+                channel: Channel::Email,
                 to: agenda.fill_notifications.emails.clone(),
                 to_accounts: Vec::new(),
                 subject: format!("[Guichet] Event cancelled: {}", event.label),
@@ -1113,6 +1127,7 @@ impl<'a> Working<'a> {
         };
         self.effects.mails.push(OutgoingMail {
             id: MailId::new(),
+            channel: Channel::Email,
             to: Vec::new(),
             to_accounts: vec![view.account_id],
             subject,
@@ -1179,6 +1194,7 @@ fn fill_mail(
     );
     OutgoingMail {
         id: MailId::new(),
+        channel: Channel::Email,
         to: to.to_vec(),
         to_accounts: Vec::new(),
         subject,

@@ -14,11 +14,46 @@ use tokio::sync::{Notify, watch};
 use crate::ids::{AccountId, MailId};
 use crate::store::Store;
 
+pub mod sms;
+
+pub use sms::{HttpSmsGateway, SmsSender};
+
+/// How a message travels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    /// Email through SMTP.
+    Email,
+    /// A text message through the SMS gateway, to the accounts' phone numbers; its body is the
+    /// text and its subject is not sent.
+    Sms,
+}
+
+impl Channel {
+    /// Storage name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Email => "email",
+            Channel::Sms => "sms",
+        }
+    }
+
+    /// Parses a storage name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "email" => Some(Channel::Email),
+            "sms" => Some(Channel::Sms),
+            _ => None,
+        }
+    }
+}
+
 /// A message to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutgoingMail {
     /// Identifier.
     pub id: MailId,
+    /// Email or SMS.
+    pub channel: Channel,
     /// Recipients by address (administrators' notification addresses), all in one message.
     pub to: Vec<String>,
     /// Recipients by account, each sent a message of their own: their address is looked up when
@@ -125,6 +160,7 @@ impl MailNotifier {
 pub struct Mailer {
     store: Store,
     transport: Option<AsyncSmtpTransport<Tokio1Executor>>,
+    sms: Option<Arc<dyn SmsSender>>,
     from: Mailbox,
     notifier: MailNotifier,
 }
@@ -150,7 +186,13 @@ impl Mailer {
                     .build(),
             ),
         };
-        Ok(Self { store, transport, from, notifier })
+        Ok(Self { store, transport, sms: None, from, notifier })
+    }
+
+    /// Sends text messages through `sender`; without one they are held in the outbox.
+    pub fn with_sms(mut self, sender: Arc<dyn SmsSender>) -> Self {
+        self.sms = Some(sender);
+        self
     }
 
     /// Runs until `shutdown` turns true, then returns after the mail in hand is done.
@@ -196,16 +238,24 @@ impl Mailer {
     async fn deliver(&self, entry: OutboxEntry) -> Result<(), crate::store::StoreError> {
         let now = Timestamp::now();
         let id = entry.mail.id;
-        let Some(transport) = &self.transport else {
-            tracing::info!(mail = %id, recipients = entry.mail.to.len(), subject = %entry.mail.subject,
-                "outbox: no SMTP server configured, mail held");
+        let configured = match entry.mail.channel {
+            Channel::Email => self.transport.is_some(),
+            Channel::Sms => self.sms.is_some(),
+        };
+        if !configured {
+            tracing::info!(mail = %id, channel = entry.mail.channel.as_str(), subject = %entry.mail.subject,
+                "outbox: no server configured for this channel, message held");
             return self
                 .store
                 .mark_mail(id, MailStatus::Held, entry.attempts, None, now, None)
                 .await;
-        };
+        }
         let attempts = entry.attempts + 1;
-        let result = self.send(transport, &entry).await;
+        let result = match (entry.mail.channel, &self.transport, &self.sms) {
+            (Channel::Email, Some(transport), _) => self.send(transport, &entry).await,
+            (Channel::Sms, _, Some(sms)) => self.send_sms(sms.as_ref(), &entry).await,
+            _ => Err("no server for this channel".to_owned()),
+        };
         match result {
             Ok(()) => {
                 tracing::info!(mail = %id, attempts, "outbox: mail sent");
@@ -248,6 +298,19 @@ impl Mailer {
             transport.send(message).await.map_err(|e| e.to_string())?;
         }
         Ok(())
+    }
+
+    /// Sends a text message to the accounts' phone numbers (accounts without one are skipped).
+    async fn send_sms(&self, sms: &dyn SmsSender, entry: &OutboxEntry) -> Result<(), String> {
+        let phones = self
+            .store
+            .account_phones(&entry.mail.to_accounts)
+            .await
+            .map_err(|e| format!("account phones: {e}"))?;
+        if phones.is_empty() {
+            return Ok(());
+        }
+        sms.send(&phones, &entry.mail.body).await
     }
 
     fn build(&self, mail: &OutgoingMail, to: &[String], part: &str) -> Result<Message, String> {

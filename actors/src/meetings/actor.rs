@@ -14,7 +14,7 @@ use tokio::sync::oneshot;
 
 use super::messages::{
     AddDesk, AddException, AddMeetingType, AddPeriods, CancelMeeting, GetConfig, GetHold,
-    GetMeetings, GetSlots, ReserveSlot,
+    GetMeetings, GetSlots, ReleaseLapsedHolds, ReserveSlot,
 };
 use super::model::{
     Desk, Meeting, MeetingStatus, MeetingType, MeetingsAgenda, MeetingsError, OpeningPeriod,
@@ -364,6 +364,28 @@ impl Handler<GetSlots> for MeetingsActor {
             msg.lock_code.as_deref(),
             msg.ignore_delays,
         )
+    }
+}
+
+impl Handler<ReleaseLapsedHolds> for MeetingsActor {
+    type Result = ();
+
+    fn handle(&mut self, _: ReleaseLapsedHolds, _: &mut Context<Self>) {
+        let now = Timestamp::now();
+        let lapsed: Vec<Meeting> = self
+            .agenda
+            .meetings()
+            .into_iter()
+            .filter(|m| m.status == MeetingStatus::Held && !m.occupies(now))
+            .cloned()
+            .collect();
+        if lapsed.is_empty() {
+            return;
+        }
+        for m in &lapsed {
+            self.agenda.remove_meeting(m.id);
+        }
+        self.publish(&lapsed);
     }
 }
 

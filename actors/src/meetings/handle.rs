@@ -13,7 +13,7 @@ use tokio::sync::OnceCell;
 use super::actor::MeetingsActor;
 use super::messages::{
     AddDesk, AddException, AddMeetingType, AddPeriods, CancelMeeting, GetConfig, GetHold,
-    GetMeetings, GetSlots, ReserveSlot,
+    GetMeetings, GetSlots, ReleaseLapsedHolds, ReserveSlot,
 };
 use super::model::{
     Desk, Meeting, MeetingStatus, MeetingType, MeetingsAgenda, MeetingsError, NewException,
@@ -58,6 +58,14 @@ impl MeetingsHandle {
     /// The agenda's settings.
     pub fn settings(&self) -> &AgendaSettings {
         &self.settings
+    }
+
+    /// Frees the slots of lapsed holds and tells subscribers (the scheduler calls it when a
+    /// hold's time is up).
+    pub async fn release_lapsed_holds(&self) {
+        if let Err(e) = self.addr.send(ReleaseLapsedHolds).await {
+            tracing::warn!(agenda = %self.settings.id, error = %e, "hold release not delivered");
+        }
     }
 
     /// Adds a meeting type.

@@ -74,3 +74,8 @@ pub(super) struct GetMeetings {
     pub(super) from: Date,
     pub(super) to: Date,
 }
+
+/// From the scheduler: holds that lapsed free their slots; tell slot subscribers.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(super) struct ReleaseLapsedHolds;

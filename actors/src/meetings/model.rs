@@ -525,7 +525,7 @@ impl MeetingsAgenda {
         }
     }
 
-    fn remove_meeting(&mut self, id: MeetingId) -> Option<Meeting> {
+    pub(crate) fn remove_meeting(&mut self, id: MeetingId) -> Option<Meeting> {
         let old = self.meetings.remove(&id)?;
         if let Some(desk) = self.by_desk.get_mut(&old.desk_id)
             && desk.get(&old.starts_at) == Some(&id)

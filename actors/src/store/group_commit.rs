@@ -29,6 +29,8 @@ pub(super) struct BatchRows {
     pub changed: Vec<Value>,
     /// Outbox records.
     pub mails: Vec<Value>,
+    /// Scheduler jobs.
+    pub jobs: Vec<Value>,
 }
 
 impl BatchRows {
@@ -38,6 +40,7 @@ impl BatchRows {
         self.created.extend(other.created);
         self.changed.extend(other.changed);
         self.mails.extend(other.mails);
+        self.jobs.extend(other.jobs);
     }
 
     /// The transaction writing these rows, with its variables.
@@ -88,6 +91,10 @@ impl BatchRows {
         if !self.mails.is_empty() {
             query.push_str("INSERT INTO outbox $mails RETURN NONE;\n");
             vars.push(("mails", Value::Array(self.mails)));
+        }
+        if !self.jobs.is_empty() {
+            query.push_str(super::jobs::UPSERT_JOBS);
+            vars.push(("jobs", Value::Array(self.jobs)));
         }
         query.push_str("COMMIT TRANSACTION;");
         (query, vars)

@@ -19,6 +19,7 @@ use crate::meetings::model::{
     TimeException, slugify,
 };
 use crate::meetings::virtual_agenda::Exclusion;
+use crate::scheduler::{JobKind, ScheduledJob};
 use crate::time::{from_micros, to_micros};
 
 /// The stored configuration of a meetings agenda.
@@ -419,6 +420,19 @@ impl Store {
             .iter()
             .map(|m| json(&MeetingRecord::of(m, now)))
             .collect::<Result<Vec<_>, _>>()?;
+        // Each new hold schedules its expiry, so that subscribers see the slot free again then.
+        let jobs: Vec<Value> = meetings
+            .iter()
+            .filter(|m| m.status == MeetingStatus::Held)
+            .filter_map(|m| {
+                let job = ScheduledJob {
+                    kind: JobKind::HoldExpiry { agenda: m.agenda_id, meeting: m.id },
+                    due_at: m.hold_until?,
+                };
+                Some(super::jobs::job_row(&job, now))
+            })
+            .collect();
+        let has_jobs = !jobs.is_empty();
         self.write(
             "BEGIN TRANSACTION;
              FOR $r IN $releases {
@@ -434,16 +448,21 @@ impl Store {
              FOR $m IN $meetings {
                 UPSERT type::record('meeting', $m.id) CONTENT $m RETURN NONE;
              };
+             FOR $j IN $jobs { UPSERT type::record('job', $j.key) CONTENT $j RETURN NONE; };
              COMMIT TRANSACTION;",
             vec![
+                ("jobs", Value::Array(jobs)),
                 ("releases", Value::Array(releases)),
                 ("claims", Value::Array(claims)),
                 ("meetings", Value::Array(records)),
                 ("now", to_micros(now).into()),
             ],
         )
-        .await
-        .map(drop)
+        .await?;
+        if has_jobs {
+            self.wake_scheduler();
+        }
+        Ok(())
     }
 }
 

@@ -3,6 +3,7 @@
 //! errors (a failed statement does not always fail the call).
 
 mod group_commit;
+mod jobs;
 mod meetings;
 mod records;
 
@@ -90,6 +91,8 @@ fn classify(e: &surrealdb::Error) -> StoreError {
 pub struct Store {
     db: Arc<Surreal<Any>>,
     group_commit: Arc<GroupCommit>,
+    /// Signalled after a write that scheduled jobs, so that the scheduler looks again.
+    jobs_scheduled: Arc<tokio::sync::Notify>,
 }
 
 impl std::fmt::Debug for Store {
@@ -130,7 +133,8 @@ impl Store {
         .await?
         .check()?;
         db.use_ns(NAMESPACE).use_db(DATABASE).await?;
-        let store = Self { db: Arc::new(db), group_commit: Arc::default() };
+        let store =
+            Self { db: Arc::new(db), group_commit: Arc::default(), jobs_scheduled: Arc::default() };
         store.write(include_str!("schema.surql"), Vec::new()).await?;
         Ok(store)
     }
@@ -232,6 +236,28 @@ impl Store {
             }
         }
         Ok(emails)
+    }
+
+    /// The phone numbers of some accounts (those that have one).
+    pub async fn account_phones(&self, ids: &[AccountId]) -> Result<Vec<String>, StoreError> {
+        let mut phones = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(phone) = self.account(*id).await?.and_then(|a| a.phone) {
+                phones.push(phone);
+            }
+        }
+        Ok(phones)
+    }
+
+    /// Sets or clears an account's phone number (already normalised).
+    pub async fn set_phone(&self, id: AccountId, phone: Option<&str>) -> Result<bool, StoreError> {
+        let rows: Vec<serde_json::Value> = self
+            .rows(
+                "UPDATE type::record('account', $id) SET phone = $phone WHERE id != NONE RETURN id",
+                vec![("id", id.to_string().into()), ("phone", json(&phone)?)],
+            )
+            .await?;
+        Ok(!rows.is_empty())
     }
 
     /// Replaces an account's roles.
@@ -534,13 +560,18 @@ impl Store {
             .iter()
             .map(|m| json(&OutboxRecord::queued(m, now)))
             .collect::<Result<_, _>>()?;
-        let rows = BatchRows { edits, updates, created, changed, mails };
+        let jobs = effects.jobs.iter().map(|j| jobs::job_row(j, now)).collect();
+        let rows = BatchRows { edits, updates, created, changed, mails, jobs };
         self.group_commit
             .commit(rows, |rows| async move {
                 let (query, vars) = rows.into_query();
                 self.write(&query, vars).await.map(drop)
             })
-            .await
+            .await?;
+        if !effects.jobs.is_empty() {
+            self.jobs_scheduled.notify_one();
+        }
+        Ok(())
     }
 
     // ----- outbox -----

@@ -14,7 +14,11 @@ use crate::agenda::model::{
 use crate::agenda::recurrence::Recurrence;
 use crate::agenda::rules::{CitizenNotifications, EventRules};
 use crate::ids::{AccountId, MailId};
-use crate::mail::{MailStatus, OutboxEntry, OutgoingMail};
+use crate::mail::{Channel, MailStatus, OutboxEntry, OutgoingMail};
+
+fn email_channel() -> String {
+    Channel::Email.as_str().to_owned()
+}
 use crate::meetings::model::MeetingsRules;
 use crate::time::{from_micros, to_micros};
 
@@ -37,6 +41,9 @@ pub struct AccountRecord {
     /// Agent roles.
     #[serde(default)]
     pub agent_roles: Vec<String>,
+    /// Phone number for text messages (E.164), if the person gave one.
+    #[serde(default)]
+    pub phone: Option<String>,
     /// Creation instant.
     pub created_us: i64,
 }
@@ -394,6 +401,8 @@ impl RecurrenceRecord {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(super) struct OutboxRecord {
     id: String,
+    #[serde(default = "email_channel")]
+    channel: String,
     to: Vec<String>,
     #[serde(default)]
     to_accounts: Vec<String>,
@@ -411,6 +420,7 @@ impl OutboxRecord {
     pub(super) fn queued(m: &OutgoingMail, now: Timestamp) -> Self {
         Self {
             id: m.id.to_string(),
+            channel: m.channel.as_str().into(),
             to: m.to.clone(),
             to_accounts: m.to_accounts.iter().map(ToString::to_string).collect(),
             subject: m.subject.clone(),
@@ -429,6 +439,8 @@ impl OutboxRecord {
         Ok(OutboxEntry {
             mail: OutgoingMail {
                 id,
+                channel: Channel::parse(&self.channel)
+                    .ok_or_else(|| StoreError::Corrupt(format!("channel {:?}", self.channel)))?,
                 to: self.to,
                 to_accounts: self
                     .to_accounts

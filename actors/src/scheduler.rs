@@ -1,0 +1,237 @@
+//! The one scheduler of timed actions. A job is a record of the store (`job`), written in the
+//! same transaction as the change that calls for it (a booking schedules its reminder, a hold its
+//! expiry), so nothing scheduled is lost by a crash. One task per process claims due jobs with a
+//! lease (so two processes never run one at once, and a crash mid-job lets it run again after the
+//! lease), runs them, and records the outcome; a job whose outcome is a message completes in the
+//! same transaction that queues the message, so a reminder is queued exactly once.
+
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+use tokio::sync::watch;
+
+use crate::agenda::AgendaRegistry;
+use crate::agenda::model::{AgendaError, BookingStatus};
+use crate::ids::{AgendaId, BookingId, MailId, MeetingId};
+use crate::mail::{Channel, MailNotifier, OutgoingMail};
+use crate::meetings::MeetingsRegistry;
+use crate::store::{Store, StoreError};
+use crate::time::human;
+
+/// What a job does when it is due.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobKind {
+    /// Remind a booking's holder of the event (email, and SMS when they gave a number).
+    Reminder {
+        /// The booking.
+        booking: BookingId,
+    },
+    /// A hold of a meetings agenda lapses: tell free-slot subscribers the slot is free again.
+    HoldExpiry {
+        /// The meetings agenda.
+        agenda: AgendaId,
+        /// The held meeting.
+        meeting: MeetingId,
+    },
+}
+
+impl JobKind {
+    /// The record key: one job per subject, so scheduling again replaces the previous one.
+    pub fn key(&self) -> String {
+        match self {
+            JobKind::Reminder { booking } => format!("reminder-{booking}"),
+            JobKind::HoldExpiry { meeting, .. } => format!("hold-{meeting}"),
+        }
+    }
+}
+
+/// A job to schedule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduledJob {
+    /// What to do.
+    pub kind: JobKind,
+    /// When.
+    pub due_at: Timestamp,
+}
+
+/// A job claimed for running.
+#[derive(Debug, Clone)]
+pub struct ClaimedJob {
+    /// The job.
+    pub job: ScheduledJob,
+    /// The lease it was claimed under; completing it checks the lease is still ours.
+    pub lease_us: i64,
+}
+
+/// How long a claimed job is reserved for the process that claimed it.
+pub const LEASE: SignedDuration = SignedDuration::from_secs(60);
+
+/// The scheduler task.
+pub struct Scheduler {
+    store: Store,
+    agendas: AgendaRegistry,
+    meetings: MeetingsRegistry,
+    mail: MailNotifier,
+}
+
+impl Scheduler {
+    /// A scheduler over the running services.
+    pub fn new(
+        store: Store,
+        agendas: AgendaRegistry,
+        meetings: MeetingsRegistry,
+        mail: MailNotifier,
+    ) -> Self {
+        Self { store, agendas, meetings, mail }
+    }
+
+    /// Runs until `shutdown` turns true.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            let wait = match self.run_due().await {
+                Ok(next) => next,
+                Err(e) => {
+                    tracing::warn!(error = %e, "scheduler: store unavailable, retrying");
+                    Duration::from_secs(2)
+                }
+            };
+            tokio::select! {
+                // A write scheduled a job, perhaps due before our planned wake-up.
+                _ = self.store.jobs_scheduled() => {}
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+    }
+
+    /// Runs every due job; returns how long to sleep (at most 30 s, so that jobs scheduled by
+    /// another process are seen).
+    async fn run_due(&self) -> Result<Duration, StoreError> {
+        loop {
+            let now = Timestamp::now();
+            let due = self.store.claim_due_jobs(now, 32).await?;
+            if due.is_empty() {
+                let next = self.store.next_job_due().await?;
+                let wait = next.map_or(Duration::from_secs(30), |t| {
+                    Duration::try_from(t.duration_since(now)).unwrap_or_default()
+                });
+                return Ok(wait.min(Duration::from_secs(30)));
+            }
+            for claimed in due {
+                let key = claimed.job.kind.key();
+                if let Err(e) = self.run_job(&claimed, now).await {
+                    // The lease lapses and the job runs again.
+                    tracing::warn!(job = %key, error = %e, "scheduler: job failed");
+                }
+            }
+        }
+    }
+
+    async fn run_job(&self, claimed: &ClaimedJob, now: Timestamp) -> Result<(), StoreError> {
+        let key = claimed.job.kind.key();
+        match &claimed.job.kind {
+            JobKind::HoldExpiry { agenda, .. } => {
+                if let Ok(handle) = self.meetings.get(*agenda).await {
+                    handle.release_lapsed_holds().await;
+                }
+                self.store.finish_job(&key, claimed.lease_us, &[]).await
+            }
+            JobKind::Reminder { booking } => {
+                let decided =
+                    self.reminder(*booking, claimed.job.due_at, now).await.map_err(|e| {
+                        // Out of reach for now: the lease lapses and the job runs again.
+                        StoreError::Database(e.to_string())
+                    })?;
+                match decided {
+                    Reminder::Send(mails) => {
+                        self.store.finish_job(&key, claimed.lease_us, &mails).await?;
+                        self.mail.wake();
+                        Ok(())
+                    }
+                    Reminder::Later(at) => {
+                        self.store.reschedule_job(&key, claimed.lease_us, at).await
+                    }
+                    Reminder::Drop => self.store.finish_job(&key, claimed.lease_us, &[]).await,
+                }
+            }
+        }
+    }
+
+    /// Decides what a due reminder does: the booking may have been cancelled, the event moved or
+    /// cancelled, the agenda's reminder setting changed.
+    async fn reminder(
+        &self,
+        booking: BookingId,
+        due_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<Reminder, AgendaError> {
+        let Some(view) = existing(self.agendas.booking(booking).await)? else {
+            return Ok(Reminder::Drop);
+        };
+        if view.status != BookingStatus::Confirmed {
+            return Ok(Reminder::Drop);
+        }
+        let Some(handle) = existing(self.agendas.get(view.agenda_id).await)? else {
+            return Ok(Reminder::Drop);
+        };
+        let Some(hours) = handle.settings().events.citizen_notifications.reminder_hours else {
+            return Ok(Reminder::Drop);
+        };
+        let Some(event) = existing(handle.event(view.event_id, false).await)? else {
+            return Ok(Reminder::Drop);
+        };
+        if event.cancelled_at.is_some() || event.starts_at <= now {
+            return Ok(Reminder::Drop);
+        }
+        let wanted = event.starts_at - SignedDuration::from_hours(i64::from(hours));
+        // The event moved later: remind at the new time.
+        if wanted > due_at && wanted > now {
+            return Ok(Reminder::Later(wanted));
+        }
+        let text = format!(
+            "Reminder: \"{}\" starts {}. Booking reference: {}",
+            event.label,
+            human(event.starts_at),
+            view.id
+        );
+        let mail = |channel| OutgoingMail {
+            id: MailId::new(),
+            channel,
+            to: Vec::new(),
+            to_accounts: vec![view.account_id],
+            subject: format!("[Guichet] Reminder: {}", event.label),
+            body: format!("{text}\n"),
+            created_at: now,
+        };
+        Ok(Reminder::Send(vec![mail(Channel::Email), mail(Channel::Sms)]))
+    }
+}
+
+/// Whatever no longer exists drops a reminder; an unavailable store retries it.
+fn existing<T>(r: Result<T, AgendaError>) -> Result<Option<T>, AgendaError> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(AgendaError::Unavailable(e)) => Err(AgendaError::Unavailable(e)),
+        Err(_) => Ok(None),
+    }
+}
+
+enum Reminder {
+    Send(Vec<OutgoingMail>),
+    Later(Timestamp),
+    Drop,
+}
+
+/// The reminder of a new booking, when its agenda sends reminders and there is time left.
+pub fn reminder_for(
+    booking: BookingId,
+    starts_at: Timestamp,
+    reminder_hours: Option<u32>,
+    now: Timestamp,
+) -> Option<ScheduledJob> {
+    let due_at = starts_at - SignedDuration::from_hours(i64::from(reminder_hours?));
+    (due_at > now).then_some(ScheduledJob { kind: JobKind::Reminder { booking }, due_at })
+}
