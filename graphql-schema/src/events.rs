@@ -451,6 +451,69 @@ impl EventsQuery {
     }
 }
 
+/// A choice a form can offer from an agenda.
+#[derive(SimpleObject)]
+pub struct DataSourceItem {
+    /// What the form stores: an event id, or `<meeting type id>:<start>` for a slot.
+    pub id: String,
+    /// What the citizen reads (French, Europe/Paris time).
+    pub text: String,
+    /// Start.
+    pub datetime: DateTime,
+    /// Shown but not selectable (full, or outside the booking delays).
+    pub disabled: bool,
+    /// Places left, for events.
+    pub places_left: Option<i32>,
+}
+
+/// Data sources of agendas, for forms.
+#[derive(Default)]
+pub struct DataSourceQuery;
+
+#[Object]
+impl DataSourceQuery {
+    /// The bookable events of an events agenda, or the free slots of `meetingTypeId` in a
+    /// meetings or virtual agenda, on the local days `from` to `to` (at most 366 days), as
+    /// choices for a form. Open to anyone, like the agenda.
+    async fn agenda_datetimes(
+        &self,
+        ctx: &Context<'_>,
+        agenda_id: ID,
+        meeting_type_id: Option<ID>,
+        from: String,
+        to: String,
+    ) -> async_graphql::Result<Vec<DataSourceItem>> {
+        let services = ctx.data::<Services>()?;
+        let (from, to) = (parse_date(&from, "from")?, parse_date(&to, "to")?);
+        if to < from || from.until(to).map_or(true, |s| s.get_days() > 366) {
+            return Err(BadInput("from..to must span 0 to 366 days".into())).gql();
+        }
+        let agenda: AgendaId = parse_id(&agenda_id, "agenda")?;
+        let meeting_type =
+            meeting_type_id.as_ref().map(|t| parse_id(t, "meeting type")).transpose()?;
+        let items = actors::datasource::agenda_items(
+            &services.agendas,
+            &services.meetings,
+            agenda,
+            meeting_type,
+            from,
+            to,
+        )
+        .await
+        .gql()?;
+        Ok(items
+            .into_iter()
+            .map(|i| DataSourceItem {
+                id: i.id,
+                text: i.text,
+                datetime: DateTime(i.datetime),
+                disabled: i.disabled,
+                places_left: i.places_left.map(int),
+            })
+            .collect())
+    }
+}
+
 /// Mutations of events agendas.
 #[derive(Default)]
 pub struct EventsMutation;

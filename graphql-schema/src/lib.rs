@@ -31,6 +31,7 @@ pub struct QueryRoot(
     query::AccountQuery,
     query::AgendaQuery,
     events::EventsQuery,
+    events::DataSourceQuery,
     meetings::MeetingsQuery,
 );
 

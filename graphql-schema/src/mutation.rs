@@ -16,6 +16,13 @@ use crate::types::{
     Event, LoginPayload, RegisterInput, RegisterPayload, User,
 };
 
+/// The address of a personal calendar feed.
+#[derive(async_graphql::SimpleObject)]
+pub struct CalendarFeed {
+    /// Path on this server (`/calendar/<secret>.ics`); keep it private: it alone grants access.
+    pub path: String,
+}
+
 /// Mutations about accounts and sessions.
 #[derive(Default)]
 pub struct AccountMutation;
@@ -111,6 +118,15 @@ impl AccountMutation {
         let services = ctx.data::<Services>()?;
         let me = ctx.data::<Caller>()?.account()?;
         Ok(services.accounts.set_phone(me, phone.as_deref()).await.gql()?.into())
+    }
+
+    /// Makes a new secret address for the caller's calendar feed (their bookings and
+    /// appointments, for a calendar application); the previous address stops working.
+    async fn renew_calendar_feed(&self, ctx: &Context<'_>) -> async_graphql::Result<CalendarFeed> {
+        let services = ctx.data::<Services>()?;
+        let me = ctx.data::<Caller>()?.account()?;
+        let secret = services.accounts.renew_calendar_feed(me).await.gql()?;
+        Ok(CalendarFeed { path: format!("/calendar/{secret}.ics") })
     }
 
     /// Replaces the roles of an account (administrators); effective from its next sign-in.

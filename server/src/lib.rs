@@ -12,6 +12,7 @@
 
 pub mod config;
 pub mod demo;
+mod feeds;
 pub mod guard;
 pub mod metrics;
 pub mod routes;

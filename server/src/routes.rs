@@ -1,5 +1,6 @@
 //! HTTP routes: GraphQL over HTTP (POST; GET for queries only), the websocket upgrade on the same
-//! path, GraphiQL for browsers, `/healthz` and `/metrics`.
+//! path, GraphiQL for browsers, `/healthz` and `/metrics`, and the read-only feeds of `feeds`
+//! (iCalendar, data sources).
 
 use std::time::Instant;
 
@@ -28,6 +29,9 @@ pub fn router(state: AppState, cors_origins: &[String]) -> Router {
         .route("/graphql", get(graphql_get).post(graphql_post))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .route("/agendas/{file}", get(crate::feeds::agenda_calendar))
+        .route("/calendar/{file}", get(crate::feeds::personal_calendar))
+        .route("/api/agendas/{slug}/datetimes", get(crate::feeds::agenda_datetimes))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state);
     match cors(cors_origins) {

@@ -15,6 +15,8 @@ mod durability;
 #[cfg(test)]
 mod events;
 #[cfg(test)]
+mod feeds;
+#[cfg(test)]
 mod mail;
 #[cfg(test)]
 mod meetings;

@@ -193,6 +193,7 @@ impl Accounts {
             admin: roles.admin,
             agent_roles: roles.agent_roles,
             phone: None,
+            calendar_feed: None,
             created_us: to_micros(Timestamp::now()),
         };
         match self.store.create_account(&record).await {
@@ -264,6 +265,26 @@ impl Accounts {
             return Err(AccountError::NotFound);
         }
         self.get(id).await
+    }
+
+    /// Makes a new secret for the account's calendar feed (the old one stops working) and
+    /// returns it; only its hash is stored.
+    pub async fn renew_calendar_feed(&self, id: AccountId) -> Result<String, AccountError> {
+        let secret =
+            crate::session::random_token().map_err(|e| AccountError::Hashing(e.to_string()))?;
+        let hash = crate::session::token_hash(&secret);
+        if !self.store.set_calendar_feed(id, &hash).await.map_err(AccountError::Store)? {
+            return Err(AccountError::NotFound);
+        }
+        Ok(secret)
+    }
+
+    /// The account whose calendar feed has this secret.
+    pub async fn by_calendar_feed(&self, secret: &str) -> Result<AccountView, AccountError> {
+        let hash = crate::session::token_hash(secret);
+        let record =
+            self.store.account_by_calendar_feed(&hash).await.map_err(AccountError::Store)?;
+        AccountView::try_from(&record.ok_or(AccountError::NotFound)?)
     }
 
     /// True when no account exists yet.

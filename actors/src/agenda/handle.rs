@@ -208,6 +208,17 @@ impl AgendaRegistry {
         self.inner.store.agendas().await.map_err(store_error)
     }
 
+    /// An agenda's settings, of any kind, without starting an actor.
+    pub async fn settings(&self, id: AgendaId) -> Result<AgendaSettings, AgendaError> {
+        self.inner.store.agenda(id).await.map_err(store_error)?.ok_or(AgendaError::AgendaNotFound)
+    }
+
+    /// The id of the agenda with this slug.
+    pub async fn id_by_slug(&self, slug: &str) -> Result<AgendaId, AgendaError> {
+        let id = self.inner.store.agenda_id_by_slug(slug).await.map_err(store_error)?;
+        id.ok_or(AgendaError::AgendaNotFound)
+    }
+
     /// The agenda with this slug.
     pub async fn by_slug(&self, slug: &str) -> Result<AgendaHandle, AgendaError> {
         let id = self.inner.store.agenda_id_by_slug(slug).await.map_err(store_error)?;

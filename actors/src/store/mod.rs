@@ -260,6 +260,42 @@ impl Store {
         Ok(!rows.is_empty())
     }
 
+    /// Gives an account a new calendar feed secret (by hash), dropping the previous one.
+    pub async fn set_calendar_feed(&self, id: AccountId, hash: &str) -> Result<bool, StoreError> {
+        let Some(account) = self.account(id).await? else { return Ok(false) };
+        self.write(
+            "BEGIN TRANSACTION;
+             IF $old { DELETE type::record('calendar_feed', $old) RETURN NONE; };
+             CREATE type::record('calendar_feed', $hash) SET account = $id RETURN NONE;
+             UPDATE type::record('account', $id) SET calendar_feed = $hash RETURN NONE;
+             COMMIT TRANSACTION;",
+            vec![
+                ("id", id.to_string().into()),
+                ("hash", hash.into()),
+                ("old", json(&account.calendar_feed)?),
+            ],
+        )
+        .await?;
+        Ok(true)
+    }
+
+    /// The account whose calendar feed secret has this hash.
+    pub async fn account_by_calendar_feed(
+        &self,
+        hash: &str,
+    ) -> Result<Option<AccountRecord>, StoreError> {
+        let account: Option<String> = self
+            .row(
+                "SELECT VALUE account FROM type::record('calendar_feed', $hash)",
+                vec![("hash", hash.into())],
+            )
+            .await?;
+        match account {
+            Some(id) => self.account(parse_id(&id)?).await,
+            None => Ok(None),
+        }
+    }
+
     /// Replaces an account's roles.
     pub async fn set_roles(&self, id: AccountId, roles: &Roles) -> Result<bool, StoreError> {
         let rows: Vec<serde_json::Value> = self

@@ -44,6 +44,9 @@ pub struct AccountRecord {
     /// Phone number for text messages (E.164), if the person gave one.
     #[serde(default)]
     pub phone: Option<String>,
+    /// SHA-256 of the secret of the account's calendar feed, if one was made.
+    #[serde(default)]
+    pub calendar_feed: Option<String>,
     /// Creation instant.
     pub created_us: i64,
 }
