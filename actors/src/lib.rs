@@ -4,6 +4,7 @@
 //! - `agenda`: events agendas; `AgendaActor` owns each agenda and decides every booking.
 //! - `meetings`: meetings agendas; `MeetingsActor` owns each one and decides every slot booking.
 //! - `datasource`: agendas' events and slots as choices for forms.
+//! - `duplicate`: copies of agendas and events.
 //! - `account`: registration and password checks.
 //! - `session`: bearer-token sessions; `UserSessionActor` owns each live session.
 //! - `access`: who may do what, decided in one function.
@@ -20,6 +21,7 @@ pub mod access;
 pub mod account;
 pub mod agenda;
 pub mod datasource;
+pub mod duplicate;
 pub mod error;
 pub mod ids;
 pub mod live;

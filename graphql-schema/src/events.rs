@@ -593,6 +593,52 @@ impl EventsMutation {
         Ok(bookings.iter().map(Booking::from).collect())
     }
 
+    /// Copies an agenda under a new slug (administrators): its settings, and with `withEvents`
+    /// its recurrences and events to come (no booking); a meetings agenda brings its meeting
+    /// types, desks, opening periods and exceptions to come, a virtual one its members and
+    /// exclusion periods.
+    async fn duplicate_agenda(
+        &self,
+        ctx: &Context<'_>,
+        agenda_id: ID,
+        slug: String,
+        label: Option<String>,
+        #[graphql(default)] with_events: bool,
+    ) -> async_graphql::Result<crate::types::Agenda> {
+        let services = ctx.data::<Services>()?;
+        ctx.data::<Caller>()?.may(Action::ManageAgendas)?;
+        let source: AgendaId = parse_id(&agenda_id, "agenda")?;
+        let copy = actors::duplicate::duplicate_agenda(
+            &services.agendas,
+            &services.meetings,
+            source,
+            slug,
+            label,
+            with_events,
+        )
+        .await
+        .gql()?;
+        Ok(crate::types::Agenda::from(&copy))
+    }
+
+    /// Copies an event to another start (administrators): same duration, places and texts,
+    /// no booking.
+    async fn duplicate_event(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        starts_at: DateTime,
+        label: Option<String>,
+    ) -> async_graphql::Result<Event> {
+        let services = ctx.data::<Services>()?;
+        ctx.data::<Caller>()?.may(Action::ManageAgendas)?;
+        let event: EventId = parse_id(&id, "event")?;
+        let view = actors::duplicate::duplicate_event(&services.agendas, event, starts_at.0, label)
+            .await
+            .gql()?;
+        Ok(Event::from_view(view, false))
+    }
+
     /// Changes an event (administrators); an occurrence of a recurrence changes alone.
     async fn update_event(
         &self,

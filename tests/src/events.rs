@@ -613,3 +613,79 @@ fn reminders_go_by_email_and_sms_once_and_not_after_a_cancellation() {
         server.stop().await;
     });
 }
+
+#[test]
+fn agendas_and_events_are_duplicated_without_their_bookings() {
+    run(async {
+        let server = TestServer::start().await;
+        let admin = server.admin().await;
+        let agenda = agenda_with(
+            &admin,
+            "natation-2026",
+            json!({ "category": "sport", "events": { "cancellationDeadlineHours": 24 } }),
+        )
+        .await;
+        let first = next(Weekday::Tuesday);
+        let r = admin
+            .request(
+                CREATE_RECURRENCE,
+                json!({ "input": { "agendaId": agenda, "label": "Natation", "weekdays": ["TUESDAY"],
+                    "startTime": "18:00", "durationMinutes": 60, "firstDay": first.to_string(),
+                    "lastDay": first.saturating_add(14.days()).to_string(), "places": 8 } }),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.data()["createRecurrence"]["occurrenceCount"], 3, "{}", r.body);
+        let single = create_event(&admin, &agenda, 5, 1).await;
+        let (citizen, _) = citizens(&server.client(), 1, "dup").await.remove(0);
+        assert!(citizen.request(BOOK, json!({ "ids": [single] })).await.unwrap().is_ok());
+
+        let dup = "mutation($a: ID!, $s: String!, $w: Boolean!) { duplicateAgenda(agendaId: $a, slug: $s, withEvents: $w) { id slug label category eventRules { cancellationDeadlineHours } recurrences { id } events { label places bookedPlaces } } }";
+        let r = admin
+            .request(dup, json!({ "a": agenda, "s": "natation-2027", "w": true }))
+            .await
+            .unwrap();
+        assert!(r.is_ok(), "{}", r.body);
+        let copy = &r.data()["duplicateAgenda"];
+        assert_eq!(copy["label"], "natation-2026 (copie)");
+        assert_eq!(copy["category"], "sport");
+        assert_eq!(copy["eventRules"]["cancellationDeadlineHours"], 24);
+        assert_eq!(copy["recurrences"].as_array().unwrap().len(), 1);
+        let events = copy["events"].as_array().unwrap();
+        assert_eq!(events.len(), 4, "three occurrences and the single event");
+        assert!(events.iter().all(|e| e["bookedPlaces"] == 0), "no booking copied");
+        // Without events; a taken slug; a citizen.
+        let r = admin
+            .request(dup, json!({ "a": agenda, "s": "natation-vide", "w": false }))
+            .await
+            .unwrap();
+        assert_eq!(r.data()["duplicateAgenda"]["events"], json!([]), "{}", r.body);
+        let r = admin
+            .request(dup, json!({ "a": agenda, "s": "natation-2027", "w": true }))
+            .await
+            .unwrap();
+        assert_eq!(r.error_code(), Some("CONFLICT"));
+        let r =
+            citizen.request(dup, json!({ "a": agenda, "s": "pirate", "w": true })).await.unwrap();
+        assert_eq!(r.error_code(), Some("FORBIDDEN"));
+
+        // One event at another date: same duration and places, no booking.
+        let later = Timestamp::now() + SignedDuration::from_hours(24 * 20);
+        let r = admin
+            .request(
+                "mutation($id: ID!, $at: DateTime!) { duplicateEvent(id: $id, startsAt: $at) { id agendaId label places waitingListPlaces bookedPlaces startsAt } }",
+                json!({ "id": single, "at": later.to_string() }),
+            )
+            .await
+            .unwrap();
+        let e = &r.data()["duplicateEvent"];
+        assert_eq!(
+            (e["places"].as_i64(), e["waitingListPlaces"].as_i64(), e["bookedPlaces"].as_i64()),
+            (Some(5), Some(1), Some(0)),
+            "{}",
+            r.body
+        );
+        assert_eq!(e["agendaId"], agenda.as_str());
+        server.stop().await;
+    });
+}

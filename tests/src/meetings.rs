@@ -508,3 +508,31 @@ fn a_virtual_agenda_offers_its_members_slots_and_books_on_one_of_them() {
         server.stop().await;
     });
 }
+
+#[test]
+fn a_duplicated_meetings_agenda_offers_the_same_slots() {
+    run(async {
+        let server = TestServer::start().await;
+        let admin = server.admin().await;
+        let s = meetings_agenda(&admin, "cni-mairie", 2).await;
+        let copy = ok(
+            &admin,
+            "mutation($a: ID!) { duplicateAgenda(agendaId: $a, slug: \"cni-annexe\", label: \"CNI annexe\") { id kind meetingTypes { id durationMinutes } desks { label } } }",
+            json!({ "a": s.agenda }),
+        )
+        .await;
+        let copy = &copy["duplicateAgenda"];
+        assert_eq!(copy["kind"], "MEETINGS");
+        assert_eq!(copy["desks"].as_array().unwrap().len(), 2);
+        let copied = Setup {
+            agenda: copy["id"].as_str().unwrap().to_owned(),
+            meeting_type: copy["meetingTypes"][0]["id"].as_str().unwrap().to_owned(),
+            desks: vec![],
+        };
+        assert_ne!(copied.meeting_type, s.meeting_type);
+        let original = free_slots(&admin, &s).await;
+        assert_eq!(free_slots(&admin, &copied).await, original);
+        assert_eq!(original.len(), 6);
+        server.stop().await;
+    });
+}
