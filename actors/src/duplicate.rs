@@ -97,6 +97,7 @@ pub async fn duplicate_agenda(
                             description: sample.description.clone(),
                             url: sample.url.clone(),
                             publication_at: sample.publication_at,
+                            resources: Vec::new(),
                         },
                     )
                     .await?;
@@ -104,7 +105,7 @@ pub async fn duplicate_agenda(
             for e in source_events.iter().filter(|e| {
                 e.recurrence_id.is_none() && e.cancelled_at.is_none() && e.starts_at > now
             }) {
-                agendas.add_event(copy.id, new_event_like(e, e.starts_at)).await?;
+                agendas.add_event(copy.id, new_event_like(e, e.starts_at, false)).await?;
             }
         }
         AgendaKind::Events => {}
@@ -161,7 +162,9 @@ pub async fn duplicate_agenda(
     Ok(copy)
 }
 
-fn new_event_like(e: &EventView, starts_at: Timestamp) -> NewEvent {
+/// A new event like `e` at `starts_at`; resources only when asked (a copy at the same time
+/// would find them taken by the original).
+fn new_event_like(e: &EventView, starts_at: Timestamp, with_resources: bool) -> NewEvent {
     NewEvent {
         label: e.label.clone(),
         starts_at,
@@ -171,6 +174,7 @@ fn new_event_like(e: &EventView, starts_at: Timestamp) -> NewEvent {
         description: e.description.clone(),
         url: e.url.clone(),
         publication_at: e.publication_at,
+        resources: if with_resources { e.resources.clone() } else { Vec::new() },
     }
 }
 
@@ -184,7 +188,7 @@ pub async fn duplicate_event(
 ) -> Result<EventView, DuplicateError> {
     let handle = agendas.agenda_of_event(event).await?;
     let source = handle.event(event, false).await?;
-    let mut new = new_event_like(&source, starts_at);
+    let mut new = new_event_like(&source, starts_at, true);
     if let Some(label) = label {
         new.label = label;
     }

@@ -58,6 +58,10 @@ entity_id!(
     BookingId
 );
 entity_id!(
+    /// A resource (a room, equipment) reserved by events.
+    ResourceId
+);
+entity_id!(
     /// A recurrence rule of an events agenda, and the occurrences it generated.
     RecurrenceId
 );

@@ -9,6 +9,7 @@
 //! - `session`: bearer-token sessions; `UserSessionActor` owns each live session.
 //! - `access`: who may do what, decided in one function.
 //! - `mail`: the durable outbox and the mailer that drains it.
+//! - `resources`: rooms and equipment reserved by events, never twice at once.
 //! - `live`: broadcast channels for subscriptions.
 //! - `scheduler`: the one task that runs timed actions (reminders, hold expiry) from durable jobs.
 //! - `store`: SurrealDB, and nothing else speaks to it.
@@ -28,6 +29,7 @@ pub mod live;
 pub mod mail;
 pub mod meetings;
 pub mod metrics;
+pub mod resources;
 pub mod runtime;
 pub mod scheduler;
 pub mod session;
@@ -51,6 +53,8 @@ pub struct Services {
     pub meetings: meetings::MeetingsRegistry,
     /// Accounts.
     pub accounts: account::Accounts,
+    /// Rooms and equipment.
+    pub resources: resources::Resources,
     /// Sessions.
     pub sessions: session::Sessions,
     /// Live updates.
@@ -86,8 +90,20 @@ impl Services {
             metrics.clone(),
         );
         let accounts = account::Accounts::new(store.clone());
+        let resources = resources::Resources::new(store.clone());
         let sessions =
             session::Sessions::new(runtime.clone(), store.clone(), sessions, metrics.clone());
-        Ok(Self { store, runtime, agendas, meetings, accounts, sessions, live, mail, metrics })
+        Ok(Self {
+            store,
+            runtime,
+            agendas,
+            meetings,
+            accounts,
+            resources,
+            sessions,
+            live,
+            mail,
+            metrics,
+        })
     }
 }

@@ -200,6 +200,9 @@ pub struct CreateRecurrenceInput {
     pub url: Option<String>,
     /// Occurrences are hidden from citizens before this instant.
     pub publication_at: Option<DateTime>,
+    /// Rooms or equipment every occurrence holds (needs `durationMinutes`).
+    #[graphql(default)]
+    pub resource_ids: Vec<ID>,
 }
 
 /// The answer to `createRecurrence`.
@@ -245,6 +248,8 @@ pub struct UpdateEventInput {
     pub url: Option<String>,
     /// Publication.
     pub publication_at: Option<DateTime>,
+    /// Resources it holds, replacing the current ones.
+    pub resource_ids: Option<Vec<ID>>,
 }
 
 /// Which events to list.
@@ -514,6 +519,94 @@ impl DataSourceQuery {
     }
 }
 
+/// A room or piece of equipment that events reserve.
+#[derive(SimpleObject)]
+#[graphql(complex)]
+pub struct Resource {
+    /// Identifier.
+    pub id: ID,
+    /// Unique short name.
+    pub slug: String,
+    /// Human name.
+    pub label: String,
+}
+
+impl From<actors::resources::Resource> for Resource {
+    fn from(r: actors::resources::Resource) -> Self {
+        Self { id: ID(r.id.to_string()), slug: r.slug, label: r.label }
+    }
+}
+
+/// A resource held over a span.
+#[derive(SimpleObject)]
+pub struct Reservation {
+    /// What holds it (`event-<id>`).
+    pub owner: String,
+    /// Start.
+    pub starts_at: DateTime,
+    /// End.
+    pub ends_at: DateTime,
+}
+
+#[ComplexObject]
+impl Resource {
+    /// Its reservations overlapping `from`..`to`, by start.
+    async fn reservations(
+        &self,
+        ctx: &Context<'_>,
+        from: DateTime,
+        to: DateTime,
+    ) -> async_graphql::Result<Vec<Reservation>> {
+        let services = ctx.data::<Services>()?;
+        let id = parse_id(&self.id, "resource")?;
+        Ok(services
+            .resources
+            .reservations(id, from.0, to.0)
+            .await
+            .gql()?
+            .into_iter()
+            .map(|r| Reservation {
+                owner: r.owner,
+                starts_at: DateTime(r.starts_at),
+                ends_at: DateTime(r.ends_at),
+            })
+            .collect())
+    }
+}
+
+/// Resources.
+#[derive(Default)]
+pub struct ResourceQuery;
+
+#[Object]
+impl ResourceQuery {
+    /// Every resource, by label (agents and administrators).
+    async fn resources(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Resource>> {
+        let services = ctx.data::<Services>()?;
+        ctx.data::<Caller>()?.may(Action::SeeBookings { agenda_services: &[] })?;
+        Ok(services.resources.list().await.gql()?.into_iter().map(Into::into).collect())
+    }
+}
+
+/// Mutations of resources.
+#[derive(Default)]
+pub struct ResourceMutation;
+
+#[Object]
+impl ResourceMutation {
+    /// Creates a resource (administrators).
+    async fn create_resource(
+        &self,
+        ctx: &Context<'_>,
+        slug: String,
+        label: String,
+    ) -> async_graphql::Result<Resource> {
+        let services = ctx.data::<Services>()?;
+        ctx.data::<Caller>()?.may(Action::ManageAgendas)?;
+        Ok(services.resources.create(&slug, &label).await.gql()?.into())
+    }
+}
+
 /// Mutations of events agendas.
 #[derive(Default)]
 pub struct EventsMutation;
@@ -544,6 +637,11 @@ impl EventsMutation {
             description: input.description,
             url: input.url,
             publication_at: input.publication_at.map(|d| d.0),
+            resources: input
+                .resource_ids
+                .iter()
+                .map(|r| parse_id(r, "resource"))
+                .collect::<Result<_, _>>()?,
         };
         let (rule, count) = services.agendas.add_recurrence(agenda, rule).await.gql()?;
         Ok(CreateRecurrencePayload {
@@ -657,6 +755,10 @@ impl EventsMutation {
             description: input.description,
             url: input.url,
             publication_at: input.publication_at.map(|d| d.0),
+            resources: input
+                .resource_ids
+                .map(|ids| ids.iter().map(|r| parse_id(r, "resource")).collect::<Result<_, _>>())
+                .transpose()?,
         };
         let (view, _) = services.agendas.update_event(id, patch).await.gql()?;
         Ok(Event::from_view(view, false))

@@ -32,6 +32,7 @@ pub struct QueryRoot(
     query::AgendaQuery,
     events::EventsQuery,
     events::DataSourceQuery,
+    events::ResourceQuery,
     meetings::MeetingsQuery,
 );
 
@@ -41,6 +42,7 @@ pub struct MutationRoot(
     mutation::AccountMutation,
     mutation::AgendaMutation,
     events::EventsMutation,
+    events::ResourceMutation,
     meetings::MeetingsMutation,
 );
 

@@ -219,6 +219,11 @@ impl AgendaMutation {
                     description: input.description,
                     url: input.url,
                     publication_at: input.publication_at.map(|d| d.0),
+                    resources: input
+                        .resource_ids
+                        .iter()
+                        .map(|r| parse_id(r, "resource"))
+                        .collect::<Result<_, _>>()?,
                 },
             )
             .await

@@ -389,6 +389,10 @@ pub struct CreateEventInput {
     pub url: Option<String>,
     /// Hidden from citizens before this instant.
     pub publication_at: Option<DateTime>,
+    /// Rooms or equipment it holds from its start to its end (it then needs `endsAt`); refused
+    /// with `CONFLICT` when one is reserved at that time.
+    #[graphql(default)]
+    pub resource_ids: Vec<ID>,
 }
 
 /// Booking states.
@@ -541,6 +545,8 @@ pub struct Event {
     pub cancelled_at: Option<DateTime>,
     /// Attendance was checked.
     pub checked: bool,
+    /// Rooms or equipment it holds.
+    pub resource_ids: Vec<ID>,
     #[graphql(skip)]
     pub(crate) bookings: Option<Vec<Booking>>,
     #[graphql(skip)]
@@ -584,6 +590,7 @@ impl Event {
             cancelled: v.cancelled_at.is_some(),
             cancelled_at: v.cancelled_at.map(DateTime),
             checked: v.checked,
+            resource_ids: v.resources.iter().map(|r| ID(r.to_string())).collect(),
             bookings,
             recurrence: v.recurrence_id,
         }

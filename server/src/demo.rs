@@ -158,6 +158,7 @@ pub async fn load(services: &Services) -> anyhow::Result<()> {
                         description: format!("{label}, {}.", demo.label),
                         url: None,
                         publication_at: None,
+                        resources: vec![],
                     },
                 )
                 .await
@@ -208,6 +209,7 @@ async fn load_aquagym_season(
                 description: "Aquagym, Piscine municipale.".into(),
                 url: None,
                 publication_at: None,
+                resources: vec![],
             },
         )
         .await

@@ -689,3 +689,84 @@ fn agendas_and_events_are_duplicated_without_their_bookings() {
         server.stop().await;
     });
 }
+
+#[test]
+fn a_resource_is_never_reserved_twice_at_once() {
+    run(async {
+        let server = TestServer::start().await;
+        let admin = server.admin().await;
+        let r = admin
+            .request("mutation { createResource(slug: \"salle-polyvalente\", label: \"Salle polyvalente\") { id } }", json!({}))
+            .await
+            .unwrap();
+        let room = r.data()["createResource"]["id"].as_str().unwrap().to_owned();
+        let r = admin
+            .request(
+                "mutation { createResource(slug: \"salle-polyvalente\", label: \"x\") { id } }",
+                json!({}),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.error_code(), Some("CONFLICT"));
+        let base = Timestamp::now() + SignedDuration::from_hours(48);
+        let at = |h: i64| (base + SignedDuration::from_mins(h * 30)).to_string();
+        let create =
+            "mutation($input: CreateEventInput!) { createEvent(input: $input) { id resourceIds } }";
+        let event = |agenda: &str, label: &str, from: i64, to: i64| {
+            json!({ "input": { "agendaId": agenda, "label": label, "startsAt": at(from), "endsAt": at(to),
+                "places": 10, "resourceIds": [room] } })
+        };
+        // Ten agendas (ten actors) try to reserve the room over overlapping spans at once.
+        let mut agendas = Vec::new();
+        for i in 0..10 {
+            agendas.push(agenda_with(&admin, &format!("asso-{i}"), json!({})).await);
+        }
+        let tasks: Vec<_> = agendas
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                let (admin, input) = (admin.clone(), event(a, "Réunion", i as i64 % 3, 4));
+                tokio::spawn(async move { admin.request(create, input).await.unwrap() })
+            })
+            .collect();
+        let mut won = Vec::new();
+        for t in tasks {
+            let r = t.await.unwrap();
+            match r.error_code() {
+                None => won.push(r.data()["createEvent"]["id"].as_str().unwrap().to_owned()),
+                Some(code) => assert_eq!(code, "CONFLICT", "{}", r.body),
+            }
+        }
+        assert_eq!(won.len(), 1, "exactly one reservation of the room");
+        // Back to back is fine; overlapping is not; without an end it is refused.
+        let after = admin.request(create, event(&agendas[0], "Suite", 4, 6)).await.unwrap();
+        assert!(after.is_ok(), "{}", after.body);
+        let after_id = after.data()["createEvent"]["id"].as_str().unwrap().to_owned();
+        let r = admin
+            .request(create, json!({ "input": { "agendaId": agendas[0], "label": "x", "startsAt": at(8), "places": 1, "resourceIds": [room] } }))
+            .await
+            .unwrap();
+        assert_eq!(r.error_code(), Some("BAD_USER_INPUT"));
+        // Moving the second one into the first is refused; cancelling the first frees the room.
+        let update = "mutation($id: ID!, $s: DateTime!) { updateEvent(input: { id: $id, startsAt: $s }) { startsAt } }";
+        let r = admin.request(update, json!({ "id": after_id, "s": at(3) })).await.unwrap();
+        assert_eq!(r.error_code(), Some("CONFLICT"), "{}", r.body);
+        admin
+            .request("mutation($id: ID!) { cancelEvent(id: $id) { id } }", json!({ "id": won[0] }))
+            .await
+            .unwrap();
+        let r = admin.request(update, json!({ "id": after_id, "s": at(3) })).await.unwrap();
+        assert!(r.is_ok(), "{}", r.body);
+        let r = admin
+            .request(
+                "query($f: DateTime!, $t: DateTime!) { resources { slug reservations(from: $f, to: $t) { owner startsAt endsAt } } }",
+                json!({ "f": at(0), "t": at(10) }),
+            )
+            .await
+            .unwrap();
+        let reservations = r.data()["resources"][0]["reservations"].as_array().unwrap().clone();
+        assert_eq!(reservations.len(), 1, "{}", r.body);
+        assert_eq!(reservations[0]["owner"], format!("event-{after_id}"));
+        server.stop().await;
+    });
+}

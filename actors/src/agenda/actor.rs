@@ -317,6 +317,31 @@ impl AgendaActor {
     }
 }
 
+/// Runs a write again when it lost a write-write conflict (another transaction reserved one of
+/// the same resources at the same moment); the next attempt sees that transaction's outcome.
+async fn retry_conflicts<F, Fut>(write: F) -> Result<(), StoreError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<(), StoreError>>,
+{
+    let mut attempt = 0;
+    loop {
+        match write().await {
+            Err(StoreError::Conflict(_)) if attempt + 1 < MAX_ATTEMPTS => attempt += 1,
+            other => return other,
+        }
+    }
+}
+
+/// The database's refusal, as told to the caller: `resource busy <id> by event-<id>`.
+fn busy(reason: &str) -> String {
+    let from = reason.find("resource busy").or_else(|| reason.find("unknown resource"));
+    from.map_or_else(
+        || "a resource is reserved at that time".to_owned(),
+        |i| reason[i..].to_owned(),
+    )
+}
+
 impl Actor for AgendaActor {
     type Context = Context<Self>;
 
@@ -357,7 +382,9 @@ impl Handler<AddRecurrence> for AgendaActor {
         };
         let store = self.store.clone();
         let write = async move {
-            store.create_recurrence(&rule, &events, now).await.map(|()| (rule, events))
+            retry_conflicts(|| store.create_recurrence(&rule, &events, now))
+                .await
+                .map(|()| (rule, events))
         };
         Box::pin(write.into_actor(self).map(|result, act, _| match result {
             Ok((rule, events)) => {
@@ -367,6 +394,7 @@ impl Handler<AddRecurrence> for AgendaActor {
                 }
                 Ok((rule, n))
             }
+            Err(StoreError::Refused(reason)) => Err(AgendaError::ResourceBusy(busy(&reason))),
             Err(e) => {
                 tracing::error!(agenda = %act.agenda_id, error = %e, "recurrence not stored");
                 Err(AgendaError::Unavailable(
@@ -388,7 +416,7 @@ impl Handler<AddEvent> for AgendaActor {
         let store = self.store.clone();
         let write = async move {
             let now = Timestamp::now();
-            store.create_event(&event, now).await.map(|()| event)
+            retry_conflicts(|| store.create_event(&event, now)).await.map(|()| event)
         };
         Box::pin(write.into_actor(self).map(|result, act, _| match result {
             Ok(event) => {
@@ -396,6 +424,7 @@ impl Handler<AddEvent> for AgendaActor {
                 act.ledger.put_event(event);
                 Ok(view)
             }
+            Err(StoreError::Refused(reason)) => Err(AgendaError::ResourceBusy(busy(&reason))),
             Err(e) => {
                 tracing::error!(agenda = %act.agenda_id, error = %e, "event not stored");
                 Err(AgendaError::Unavailable("the event could not be stored, try again".into()))

@@ -47,6 +47,8 @@ pub struct EventView {
     pub cancelled_at: Option<Timestamp>,
     /// Attendance checked.
     pub checked: bool,
+    /// Rooms or equipment it holds.
+    pub resources: Vec<crate::ids::ResourceId>,
     /// Counters.
     pub fill: FillLevel,
     /// Active bookings (only when asked for), oldest first.
@@ -73,6 +75,7 @@ impl EventView {
             recurrence_id: e.recurrence_id,
             cancelled_at: e.cancelled_at,
             checked: e.checked,
+            resources: e.resources.clone(),
             fill: e.fill_level(),
             bookings,
         }
@@ -406,6 +409,14 @@ impl AgendaRegistry {
         patch: EventPatch,
     ) -> Result<(EventView, Vec<BookingView>), AgendaError> {
         let handle = self.agenda_of_event(event).await?;
+        if patch.resources.is_some() || patch.starts_at.is_some() || patch.ends_at.is_some() {
+            let current = handle.event(event, false).await?;
+            let resources = patch.resources.as_ref().unwrap_or(&current.resources);
+            let starts = patch.starts_at.unwrap_or(current.starts_at);
+            if let Some(ends) = patch.ends_at.or(current.ends_at) {
+                self.check_resources_free(event, resources, starts, ends).await?;
+            }
+        }
         match handle.apply(Change::UpdateEvent(event, patch)).await? {
             Changed::Bookings(promoted) => Ok((handle.event(event, false).await?, promoted)),
             other => Err(unexpected(other)),
@@ -423,6 +434,29 @@ impl AgendaRegistry {
             Changed::Booking(b) => Ok(b),
             other => Err(unexpected(other)),
         }
+    }
+
+    /// Refuses with `ResourceBusy` when one of `resources` is reserved by anything but `event`
+    /// between `starts` and `ends` (the store checks again when writing).
+    async fn check_resources_free(
+        &self,
+        event: EventId,
+        resources: &[crate::ids::ResourceId],
+        starts: Timestamp,
+        ends: Timestamp,
+    ) -> Result<(), AgendaError> {
+        let me = crate::store::event_owner(event);
+        for r in resources {
+            let taken =
+                self.inner.store.reservations(*r, starts, ends).await.map_err(store_error)?;
+            if let Some(other) = taken.iter().find(|x| x.owner != me) {
+                return Err(AgendaError::ResourceBusy(format!(
+                    "resource {r} is reserved by {} at that time",
+                    other.owner
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Marks an event's attendance as checked (or reopens it).

@@ -10,7 +10,7 @@ use jiff::Timestamp;
 
 use super::rules::{BookingWindow, EventRules};
 use crate::error::{ErrorCode, HasErrorCode};
-use crate::ids::{AccountId, AgendaId, BookingId, EventId, MailId, RecurrenceId};
+use crate::ids::{AccountId, AgendaId, BookingId, EventId, MailId, RecurrenceId, ResourceId};
 use crate::mail::{Channel, OutgoingMail};
 use crate::meetings::model::MeetingsRules;
 use crate::scheduler::{ScheduledJob, reminder_for};
@@ -230,6 +230,8 @@ pub struct NewEvent {
     pub url: Option<String>,
     /// Not visible to citizens before this instant.
     pub publication_at: Option<Timestamp>,
+    /// Rooms or equipment it holds from its start to its end.
+    pub resources: Vec<ResourceId>,
 }
 
 impl NewEvent {
@@ -250,6 +252,17 @@ impl NewEvent {
         }
         if self.description.len() > 20_000 {
             return Err(AgendaError::Invalid("description is longer than 20,000 bytes".into()));
+        }
+        let mut resources = self.resources;
+        resources.sort();
+        resources.dedup();
+        if !resources.is_empty() && self.ends_at.is_none() {
+            return Err(AgendaError::Invalid(
+                "an event that reserves resources needs an end".into(),
+            ));
+        }
+        if resources.len() > 20 {
+            return Err(AgendaError::Invalid("an event reserves at most 20 resources".into()));
         }
         // Instants are stored in microseconds: keep no more precision in memory than on disk.
         let stored = |t: Timestamp| from_micros(to_micros(t));
@@ -273,6 +286,7 @@ impl NewEvent {
             recurrence_id: None,
             cancelled_at: None,
             checked: false,
+            resources,
         })
     }
 }
@@ -296,6 +310,8 @@ pub struct EventPatch {
     pub url: Option<String>,
     /// Publication.
     pub publication_at: Option<Timestamp>,
+    /// Resources it holds (replacing the current ones).
+    pub resources: Option<Vec<ResourceId>>,
 }
 
 fn checked_places(n: i64, name: &str) -> Result<u32, AgendaError> {
@@ -417,6 +433,8 @@ pub struct EventState {
     pub cancelled_at: Option<Timestamp>,
     /// Attendance was checked.
     pub checked: bool,
+    /// Rooms or equipment it holds from its start to its end.
+    pub resources: Vec<ResourceId>,
 }
 
 impl EventState {
@@ -619,6 +637,9 @@ pub enum AgendaError {
     /// The slug is taken.
     #[error("an agenda with slug {0:?} exists already")]
     SlugTaken(String),
+    /// A resource is reserved by something else at that time, or does not exist.
+    #[error("{0}")]
+    ResourceBusy(String),
     /// Neither a place nor a waiting-list place is left, in each of these events.
     #[error("{0}")]
     Full(FullEvents),
@@ -648,7 +669,9 @@ impl HasErrorCode for AgendaError {
             | AgendaError::OutsideBookingWindow(..)
             | AgendaError::CancellationClosed(_)
             | AgendaError::EventCancelled(_) => ErrorCode::BadUserInput,
-            AgendaError::AlreadyBooked(_) | AgendaError::SlugTaken(_) => ErrorCode::Conflict,
+            AgendaError::AlreadyBooked(_)
+            | AgendaError::SlugTaken(_)
+            | AgendaError::ResourceBusy(_) => ErrorCode::Conflict,
             AgendaError::Full(_) => ErrorCode::Full,
             AgendaError::Unavailable(_) => ErrorCode::Unavailable,
         }
@@ -987,6 +1010,7 @@ impl<'a> Working<'a> {
             description: patch.description.unwrap_or_else(|| current.description.clone()),
             url: patch.url.or_else(|| current.url.clone()),
             publication_at: patch.publication_at.or(current.publication_at),
+            resources: patch.resources.unwrap_or_else(|| current.resources.clone()),
         }
         .validate(event_id, current.agenda_id)?;
         if checked.places < current.confirmed {
@@ -1010,6 +1034,7 @@ impl<'a> Working<'a> {
         event.description = checked.description;
         event.url = checked.url;
         event.publication_at = checked.publication_at;
+        event.resources = checked.resources;
         let mut promoted = Vec::new();
         if auto_promote {
             while let Some(b) = event.promote_next() {

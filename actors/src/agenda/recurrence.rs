@@ -40,6 +40,8 @@ pub struct NewRecurrence {
     pub url: Option<String>,
     /// Occurrences are hidden from citizens before this instant.
     pub publication_at: Option<Timestamp>,
+    /// Rooms or equipment every occurrence holds (the rule then needs a duration).
+    pub resources: Vec<crate::ids::ResourceId>,
 }
 
 /// A stored rule.
@@ -119,6 +121,7 @@ impl NewRecurrence {
                         description: self.description.clone(),
                         url: self.url.clone(),
                         publication_at: self.publication_at,
+                        resources: self.resources.clone(),
                     }
                     .validate(EventId::new(), agenda_id)?;
                     event.recurrence_id = Some(id);
@@ -188,6 +191,7 @@ mod tests {
             description: String::new(),
             url: None,
             publication_at: None,
+            resources: vec![],
         }
     }
 

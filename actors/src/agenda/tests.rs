@@ -65,6 +65,7 @@ async fn event(s: &Services, agenda: AgendaId, places: i64, waiting: i64) -> Eve
                 description: String::new(),
                 url: None,
                 publication_at: None,
+                resources: vec![],
             },
         )
         .await

@@ -31,6 +31,8 @@ pub(super) struct BatchRows {
     pub mails: Vec<Value>,
     /// Scheduler jobs.
     pub jobs: Vec<Value>,
+    /// Resource reservations of edited events (see `resources::RESERVE`).
+    pub reserve: Vec<Value>,
 }
 
 impl BatchRows {
@@ -41,6 +43,7 @@ impl BatchRows {
         self.changed.extend(other.changed);
         self.mails.extend(other.mails);
         self.jobs.extend(other.jobs);
+        self.reserve.extend(other.reserve);
     }
 
     /// The transaction writing these rows, with its variables.
@@ -55,7 +58,7 @@ impl BatchRows {
                         SET label = $e.label, description = $e.description, url = $e.url,
                             starts_us = $e.starts_us, ends_us = $e.ends_us, publication_us = $e.publication_us,
                             places = $e.places, waiting_list_places = $e.waiting_list_places,
-                            cancelled_us = $e.cancelled_us, checked = $e.checked
+                            cancelled_us = $e.cancelled_us, checked = $e.checked, resources = $e.resources
                         WHERE version = $e.expected
                         RETURN id);
                     IF array::len($r) == 0 { THROW 'stale event ' + $e.id };
@@ -91,6 +94,10 @@ impl BatchRows {
         if !self.mails.is_empty() {
             query.push_str("INSERT INTO outbox $mails RETURN NONE;\n");
             vars.push(("mails", Value::Array(self.mails)));
+        }
+        if !self.reserve.is_empty() {
+            query.push_str(super::resources::RESERVE);
+            vars.push(("reserve", Value::Array(self.reserve)));
         }
         if !self.jobs.is_empty() {
             query.push_str(super::jobs::UPSERT_JOBS);

@@ -6,6 +6,7 @@ mod group_commit;
 mod jobs;
 mod meetings;
 mod records;
+mod resources;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -46,12 +47,17 @@ pub enum StoreError {
     /// A stored record does not decode.
     #[error("corrupt record: {0}")]
     Corrupt(String),
+    /// The transaction refused a write that breaks a rule (a resource reserved twice).
+    #[error("refused: {0}")]
+    Refused(String),
 }
 
 impl HasErrorCode for StoreError {
     fn code(&self) -> ErrorCode {
         match self {
-            StoreError::Conflict(_) | StoreError::Duplicate(_) => ErrorCode::Conflict,
+            StoreError::Conflict(_) | StoreError::Duplicate(_) | StoreError::Refused(_) => {
+                ErrorCode::Conflict
+            }
             StoreError::Database(_) => ErrorCode::Unavailable,
             StoreError::Corrupt(_) => ErrorCode::Internal,
         }
@@ -67,6 +73,9 @@ impl From<surrealdb::Error> for StoreError {
 fn classify(e: &surrealdb::Error) -> StoreError {
     let message = e.message().to_owned();
     let lower = message.to_lowercase();
+    if e.is_thrown() && (lower.contains("resource busy") || lower.contains("unknown resource")) {
+        return StoreError::Refused(message);
+    }
     if (e.is_thrown() && lower.contains("stale"))
         || lower.contains("conflict")
         || lower.contains("can be retried")
@@ -410,20 +419,29 @@ impl Store {
     pub async fn create_recurrence(
         &self,
         rule: &Recurrence,
-        events: &[EventState],
+        states: &[EventState],
         now: Timestamp,
     ) -> Result<(), StoreError> {
         let rec = RecurrenceRecord::from_rule(rule, now);
-        let events: Vec<serde_json::Value> = events
+        let events: Vec<serde_json::Value> = states
             .iter()
             .map(|e| json(&EventRecord::from_state(e, now)))
             .collect::<Result<_, _>>()?;
+        let reserve: Vec<serde_json::Value> = states.iter().filter_map(reservation).collect();
         self.write(
-            "BEGIN TRANSACTION;
-             CREATE type::record('recurrence', $rec.id) CONTENT $rec;
-             INSERT INTO event $events RETURN NONE;
-             COMMIT TRANSACTION;",
-            vec![("rec", json(&rec)?), ("events", serde_json::Value::Array(events))],
+            &format!(
+                "BEGIN TRANSACTION;
+                 CREATE type::record('recurrence', $rec.id) CONTENT $rec;
+                 INSERT INTO event $events RETURN NONE;
+                 {}
+                 COMMIT TRANSACTION;",
+                resources::RESERVE
+            ),
+            vec![
+                ("rec", json(&rec)?),
+                ("events", serde_json::Value::Array(events)),
+                ("reserve", serde_json::Value::Array(reserve)),
+            ],
         )
         .await
         .map(drop)
@@ -454,9 +472,16 @@ impl Store {
     /// Stores a new event.
     pub async fn create_event(&self, event: &EventState, now: Timestamp) -> Result<(), StoreError> {
         let rec = EventRecord::from_state(event, now);
-        self.write("CREATE type::record('event', $rec.id) CONTENT $rec", vec![("rec", json(&rec)?)])
-            .await
-            .map(drop)
+        let reserve: Vec<serde_json::Value> = reservation(event).into_iter().collect();
+        self.write(
+            &format!(
+                "BEGIN TRANSACTION; CREATE type::record('event', $rec.id) CONTENT $rec; {} COMMIT TRANSACTION;",
+                resources::RESERVE
+            ),
+            vec![("rec", json(&rec)?), ("reserve", serde_json::Value::Array(reserve))],
+        )
+        .await
+        .map(drop)
     }
 
     /// The agenda an event belongs to.
@@ -597,7 +622,18 @@ impl Store {
             .map(|m| json(&OutboxRecord::queued(m, now)))
             .collect::<Result<_, _>>()?;
         let jobs = effects.jobs.iter().map(|j| jobs::job_row(j, now)).collect();
-        let rows = BatchRows { edits, updates, created, changed, mails, jobs };
+        // An edited event holds its resources over its (possibly new) span, or none once
+        // cancelled.
+        let reserve = events
+            .iter()
+            .filter(|e| effects.edited.contains(&e.id))
+            .filter_map(|e| {
+                reservation(e).or_else(|| {
+                    Some(resources::reserve_row(&event_owner(e.id), &[], e.starts_at, e.starts_at))
+                })
+            })
+            .collect();
+        let rows = BatchRows { edits, updates, created, changed, mails, jobs, reserve };
         self.group_commit
             .commit(rows, |rows| async move {
                 let (query, vars) = rows.into_query();
@@ -722,6 +758,18 @@ fn decode<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, StoreError
 
 fn parse_id<T: std::str::FromStr>(s: &str) -> Result<T, StoreError> {
     s.parse().map_err(|_| StoreError::Corrupt(format!("bad id {s:?}")))
+}
+
+/// How reservations name an event.
+pub fn event_owner(id: EventId) -> String {
+    format!("event-{id}")
+}
+
+/// The reservation row of an event that holds resources (and is not cancelled).
+fn reservation(e: &EventState) -> Option<serde_json::Value> {
+    let ends_at = e.ends_at?;
+    (!e.resources.is_empty() && e.cancelled_at.is_none())
+        .then(|| resources::reserve_row(&event_owner(e.id), &e.resources, e.starts_at, ends_at))
 }
 
 fn assemble(

@@ -223,6 +223,8 @@ pub(super) struct EventRecord {
     cancelled_us: Option<i64>,
     #[serde(default)]
     checked: bool,
+    #[serde(default)]
+    resources: Vec<String>,
     created_us: i64,
 }
 
@@ -250,6 +252,7 @@ impl EventRecord {
             recurrence: e.recurrence_id.map(|r| r.to_string()),
             cancelled_us: e.cancelled_at.map(to_micros),
             checked: e.checked,
+            resources: e.resources.iter().map(ToString::to_string).collect(),
             created_us: to_micros(now),
         }
     }
@@ -269,6 +272,7 @@ impl EventRecord {
             "waiting_list_places": e.waiting_list_places,
             "cancelled_us": e.cancelled_at.map(to_micros),
             "checked": e.checked,
+            "resources": e.resources.iter().map(ToString::to_string).collect::<Vec<_>>(),
         })
     }
 
@@ -293,6 +297,7 @@ impl EventRecord {
             recurrence_id: self.recurrence.as_deref().map(parse_id).transpose()?,
             cancelled_at: self.cancelled_us.map(from_micros),
             checked: self.checked,
+            resources: self.resources.iter().map(|r| parse_id(r)).collect::<Result<_, _>>()?,
         })
     }
 }

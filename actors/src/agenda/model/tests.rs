@@ -33,6 +33,7 @@ fn ledger(places: i64, waiting: i64, auto_promote: bool, thresholds: &[u8]) -> (
         description: String::new(),
         url: None,
         publication_at: None,
+        resources: vec![],
     }
     .validate(EventId::new(), agenda.id)
     .unwrap();
@@ -100,6 +101,7 @@ fn multi_event_booking_is_all_or_nothing() {
         description: String::new(),
         url: None,
         publication_at: None,
+        resources: vec![],
     }
     .validate(EventId::new(), agenda)
     .unwrap();
@@ -280,6 +282,7 @@ fn bad_agenda_and_event_input_is_refused() {
         description: String::new(),
         url: None,
         publication_at: None,
+        resources: vec![],
     };
     for bad in [
         event(-1, 0, None),
@@ -324,6 +327,7 @@ fn a_full_season_lists_every_full_event() {
             description: String::new(),
             url: None,
             publication_at: None,
+            resources: vec![],
         }
         .validate(EventId::new(), agenda)
         .unwrap();
