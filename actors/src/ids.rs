@@ -58,6 +58,14 @@ entity_id!(
     BookingId
 );
 entity_id!(
+    /// A calendar of unavailability periods shared between desks.
+    CalendarId
+);
+entity_id!(
+    /// A period of an unavailability calendar.
+    UnavailabilityId
+);
+entity_id!(
     /// A resource (a room, equipment) reserved by events.
     ResourceId
 );

@@ -55,6 +55,8 @@ pub struct Services {
     pub accounts: account::Accounts,
     /// Rooms and equipment.
     pub resources: resources::Resources,
+    /// Unavailability calendars shared between desks of meetings agendas.
+    pub unavailability: meetings::unavailability::UnavailabilityCalendars,
     /// Sessions.
     pub sessions: session::Sessions,
     /// Live updates.
@@ -91,6 +93,8 @@ impl Services {
         );
         let accounts = account::Accounts::new(store.clone());
         let resources = resources::Resources::new(store.clone());
+        let unavailability =
+            meetings::unavailability::UnavailabilityCalendars::new(store.clone(), meetings.clone());
         let sessions =
             session::Sessions::new(runtime.clone(), store.clone(), sessions, metrics.clone());
         Ok(Self {
@@ -100,6 +104,7 @@ impl Services {
             meetings,
             accounts,
             resources,
+            unavailability,
             sessions,
             live,
             mail,

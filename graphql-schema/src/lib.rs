@@ -19,6 +19,7 @@ pub mod query;
 pub mod scalars;
 pub mod subscription;
 pub mod types;
+pub mod unavailability;
 
 use actors::Services;
 use async_graphql::{MergedObject, MergedSubscription, SDLExportOptions, Schema};
@@ -34,6 +35,7 @@ pub struct QueryRoot(
     events::DataSourceQuery,
     events::ResourceQuery,
     meetings::MeetingsQuery,
+    unavailability::UnavailabilityQuery,
 );
 
 /// The mutation root.
@@ -44,6 +46,7 @@ pub struct MutationRoot(
     events::EventsMutation,
     events::ResourceMutation,
     meetings::MeetingsMutation,
+    unavailability::UnavailabilityMutation,
 );
 
 /// The subscription root.

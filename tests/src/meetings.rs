@@ -536,3 +536,78 @@ fn a_duplicated_meetings_agenda_offers_the_same_slots() {
         server.stop().await;
     });
 }
+
+#[test]
+fn a_shared_unavailability_calendar_closes_every_desk_that_follows_it() {
+    run(async {
+        let server = TestServer::start().await;
+        let admin = server.admin().await;
+        let a = meetings_agenda(&admin, "mairie-centre", 2).await;
+        let b = meetings_agenda(&admin, "mairie-annexe", 1).await;
+        let c = meetings_agenda(&admin, "mairie-quartier", 1).await;
+        let cal = ok(
+            &admin,
+            "mutation { createUnavailabilityCalendar(slug: \"formations\", label: \"Formations\") { id } }",
+            json!({}),
+        )
+        .await["createUnavailabilityCalendar"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let link = "mutation($c: ID!, $a: ID!, $d: [ID!]!) { linkUnavailabilityCalendar(calendarId: $c, agendaId: $a, deskIds: $d) { agendaId deskIds } }";
+        ok(&admin, link, json!({ "c": cal, "a": a.agenda, "d": [a.desks[0]] })).await;
+        ok(&admin, link, json!({ "c": cal, "a": b.agenda, "d": [] })).await;
+        let at = |h: i8, m: i8| {
+            tomorrow().at(h, m, 0, 0).to_zoned(paris()).unwrap().timestamp().to_string()
+        };
+        let add =
+            "mutation($input: AddUnavailabilityInput!) { addUnavailability(input: $input) { id } }";
+        ok(&admin, add, json!({ "input": { "calendarId": cal, "startsAt": at(9, 0), "endsAt": at(10, 0), "label": "Logiciel" } })).await;
+        // Centre: one of two desks closed 09:00–10:00; annexe: closed then; quartier: not linked.
+        let nine = |slots: &[Value]| {
+            slots
+                .iter()
+                .filter(|s| s["startsAt"].as_str().unwrap().contains("T09:"))
+                .map(|s| s["freeDesks"].as_i64().unwrap())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(nine(&free_slots(&admin, &a).await), vec![1, 1]);
+        assert!(nine(&free_slots(&admin, &b).await).is_empty());
+        assert_eq!(nine(&free_slots(&admin, &c).await), vec![1, 1]);
+        // Linking later closes the periods to come too.
+        ok(&admin, link, json!({ "c": cal, "a": c.agenda, "d": [] })).await;
+        assert!(nine(&free_slots(&admin, &c).await).is_empty());
+        let listed = ok(
+            &admin,
+            "{ unavailabilityCalendars { slug periods { label } links { agendaId } } }",
+            json!({}),
+        )
+        .await;
+        assert_eq!(listed["unavailabilityCalendars"][0]["links"].as_array().unwrap().len(), 3);
+        // Bad input changes nothing.
+        let r = admin
+            .request(add, json!({ "input": { "calendarId": cal, "startsAt": "2020-01-01T09:00:00+01:00", "endsAt": "2020-01-01T10:00:00+01:00", "label": "Passé" } }))
+            .await
+            .unwrap();
+        assert_eq!(r.error_code(), Some("BAD_USER_INPUT"), "{}", r.body);
+        let r = admin.request(link, json!({ "c": cal, "a": c.agenda, "d": [] })).await.unwrap();
+        assert!(r.error_code().is_some(), "linked twice: {}", r.body);
+        let r = admin
+            .request(link, json!({ "c": cal, "a": b.agenda, "d": [a.desks[1]] }))
+            .await
+            .unwrap();
+        assert!(r.error_code().is_some());
+        let listed = ok(
+            &admin,
+            "{ unavailabilityCalendars { periods { label } links { agendaId } } }",
+            json!({}),
+        )
+        .await;
+        assert_eq!(listed["unavailabilityCalendars"][0]["periods"].as_array().unwrap().len(), 1);
+        assert_eq!(listed["unavailabilityCalendars"][0]["links"].as_array().unwrap().len(), 3);
+        let (citizen, _) = citizens(&server.client(), 1, "cal").await.remove(0);
+        let r = citizen.request("{ unavailabilityCalendars { id } }", json!({})).await.unwrap();
+        assert_eq!(r.error_code(), Some("FORBIDDEN"));
+        server.stop().await;
+    });
+}

@@ -11,6 +11,7 @@ mod messages;
 pub mod model;
 #[cfg(test)]
 mod tests;
+pub mod unavailability;
 pub mod virtual_agenda;
 mod virtual_handle;
 

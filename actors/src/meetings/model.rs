@@ -451,6 +451,22 @@ fn exists(tz: &TimeZone, day: Date, t: Time) -> bool {
     )
 }
 
+/// Checks an exception's label and span (ordered, not over, at most three years); returns the
+/// label trimmed.
+pub fn check_exception_span(input: &NewException, now: Timestamp) -> Result<String, MeetingsError> {
+    let label = checked_label(&input.label)?;
+    if input.ends_at <= input.starts_at {
+        return Err(invalid("an exception must end after it starts"));
+    }
+    if input.ends_at <= now {
+        return Err(invalid("the exception is in the past"));
+    }
+    if input.ends_at.duration_since(input.starts_at) > SignedDuration::from_hours(24 * 3 * 366) {
+        return Err(invalid("an exception lasts at most three years"));
+    }
+    Ok(label)
+}
+
 fn gcd(a: i64, b: i64) -> i64 {
     if b == 0 { a } else { gcd(b, a % b) }
 }
@@ -699,17 +715,7 @@ impl MeetingsAgenda {
         now: Timestamp,
         id: ExceptionId,
     ) -> Result<TimeException, MeetingsError> {
-        let label = checked_label(&input.label)?;
-        if input.ends_at <= input.starts_at {
-            return Err(invalid("an exception must end after it starts"));
-        }
-        if input.ends_at <= now {
-            return Err(invalid("the exception is in the past"));
-        }
-        if input.ends_at.duration_since(input.starts_at) > SignedDuration::from_hours(24 * 3 * 366)
-        {
-            return Err(invalid("an exception lasts at most three years"));
-        }
+        let label = check_exception_span(&input, now)?;
         let desk_ids = if input.desk_ids.is_empty() {
             self.desks.keys().copied().collect()
         } else {

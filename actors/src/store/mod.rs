@@ -7,6 +7,7 @@ mod jobs;
 mod meetings;
 mod records;
 mod resources;
+mod unavailability;
 
 use std::collections::HashMap;
 use std::sync::Arc;
