@@ -66,6 +66,7 @@ pub async fn duplicate_agenda(
                 .then(|| from.meetings.clone()),
             events: (from.kind == AgendaKind::Events).then(|| from.events.clone()),
             category: from.category.clone(),
+            resources: from.resources.clone(),
         })
         .await?;
     let now = Timestamp::now();

@@ -191,6 +191,11 @@ impl AgendaMutation {
                 meetings: input.meetings.map(|m| m.into_rules()).transpose()?,
                 events: input.events.map(|e| e.into_rules()).transpose()?,
                 category: input.category,
+                resources: input
+                    .resource_ids
+                    .iter()
+                    .map(|r| parse_id(r, "resource"))
+                    .collect::<Result<_, _>>()?,
             })
             .await
             .gql()?;

@@ -169,6 +169,10 @@ pub struct CreateAgendaInput {
     pub events: Option<crate::events::EventRulesInput>,
     /// Category slug, to list agendas and events by category.
     pub category: Option<String>,
+    /// Resources every meeting of a meetings agenda holds (a shared room): its slots are free
+    /// only while they are.
+    #[graphql(default)]
+    pub resource_ids: Vec<ID>,
 }
 
 /// An agenda.
@@ -189,6 +193,8 @@ pub struct Agenda {
     pub services: Vec<String>,
     /// Category slug.
     pub category: Option<String>,
+    /// Resources every meeting holds (meetings agendas).
+    pub resource_ids: Vec<ID>,
     #[graphql(skip)]
     pub(crate) fill: actors::agenda::model::FillNotifications,
     #[graphql(skip)]
@@ -207,6 +213,7 @@ impl From<&AgendaSettings> for Agenda {
             auto_promote_waiting_list: a.auto_promote_waiting_list,
             services: a.services.clone(),
             category: a.category.clone(),
+            resource_ids: a.resources.iter().map(|r| ID(r.to_string())).collect(),
             fill: a.fill_notifications.clone(),
             event_rules: a.events.clone(),
             rules: a.meetings.clone(),

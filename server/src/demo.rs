@@ -133,6 +133,7 @@ pub async fn load(services: &Services) -> anyhow::Result<()> {
                     ..EventRules::default()
                 }),
                 category: Some(demo.category.into()),
+                resources: vec![],
             })
             .await;
         let agenda = match created {
@@ -251,6 +252,7 @@ async fn load_town_hall(
             meetings: Some(MeetingsRules::default()),
             events: None,
             category: None,
+            resources: vec![],
         })
         .await;
     let agenda = match created {

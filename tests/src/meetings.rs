@@ -611,3 +611,107 @@ fn a_shared_unavailability_calendar_closes_every_desk_that_follows_it() {
         server.stop().await;
     });
 }
+
+#[test]
+fn a_room_shared_by_two_agendas_holds_one_meeting_at_a_time() {
+    run(async {
+        let server = TestServer::start().await;
+        let admin = server.admin().await;
+        let room = ok(&admin, "mutation { createResource(slug: \"salle-entretien\", label: \"Salle d'entretien\") { id } }", json!({}))
+            .await["createResource"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        // Two agendas (social worker, housing) share one interview room; the first has two desks.
+        let mut setups = Vec::new();
+        for (slug, desks) in [("ccas", 2), ("logement", 1)] {
+            let agenda = ok(
+                &admin,
+                "mutation($input: CreateAgendaInput!) { createAgenda(input: $input) { id resourceIds } }",
+                json!({ "input": { "slug": slug, "label": slug, "kind": "MEETINGS", "resourceIds": [room],
+                    "meetings": { "minimalBookingDelayDays": 0, "closedOnPublicHolidays": false } } }),
+            )
+            .await["createAgenda"]["id"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            let mut desk_ids = Vec::new();
+            for i in 0..desks {
+                let d = ok(
+                    &admin,
+                    "mutation($input: CreateDeskInput!) { createDesk(input: $input) { id } }",
+                    json!({ "input": { "agendaId": agenda, "label": format!("Bureau {i}") } }),
+                )
+                .await;
+                desk_ids.push(d["createDesk"]["id"].as_str().unwrap().to_owned());
+            }
+            ok(&admin, "mutation($input: AddOpeningPeriodsInput!) { addOpeningPeriods(input: $input) { id } }",
+                json!({ "input": { "agendaId": agenda, "deskIds": desk_ids, "date": tomorrow().to_string(), "startTime": "09:00", "endTime": "12:00" } })).await;
+            let mt = ok(&admin, "mutation($input: CreateMeetingTypeInput!) { createMeetingType(input: $input) { id } }",
+                json!({ "input": { "agendaId": agenda, "label": "Entretien", "durationMinutes": 30 } })).await;
+            setups.push(Setup {
+                agenda,
+                meeting_type: mt["createMeetingType"]["id"].as_str().unwrap().to_owned(),
+                desks: desk_ids,
+            });
+        }
+        let starts = |s: &[Value]| {
+            s.iter().map(|x| x["startsAt"].as_str().unwrap().to_owned()).collect::<Vec<_>>()
+        };
+        let before = free_slots(&admin, &setups[0]).await;
+        assert_eq!(before.len(), 6);
+        // Forty citizens rush the 10:00 slot of both agendas at once: the room takes one meeting.
+        let people = citizens(&server.client(), 40, "salle").await;
+        let ten = before
+            .iter()
+            .find(|s| s["startsAt"].as_str().unwrap().contains("T10:00"))
+            .unwrap()["startsAt"]
+            .clone();
+        let tasks: Vec<_> = people
+            .iter()
+            .enumerate()
+            .map(|(i, (c, _))| {
+                let s = &setups[i % 2];
+                let (c, vars) = (c.clone(), json!({ "input": { "agendaId": s.agenda, "meetingTypeId": s.meeting_type, "startsAt": ten } }));
+                tokio::spawn(async move { c.request(BOOK_SLOT, vars).await.unwrap() })
+            })
+            .collect();
+        let mut booked = 0;
+        for t in tasks {
+            let r = t.await.unwrap();
+            match r.error_code() {
+                None => booked += 1,
+                Some(code) => assert!(["FULL", "UNAVAILABLE"].contains(&code), "{}", r.body),
+            }
+        }
+        assert_eq!(booked, 1, "one meeting in the room at 10:00");
+        let mut total = 0;
+        for s in &setups {
+            let listed = ok(&admin, "query($a: ID!, $d: String!) { agendaMeetings(agendaId: $a, from: $d, to: $d) { startsAt } }",
+                json!({ "a": s.agenda, "d": tomorrow().to_string() })).await;
+            total += listed["agendaMeetings"].as_array().unwrap().len();
+            // 10:00 is gone from both agendas, on every desk.
+            assert!(
+                !starts(&free_slots(&admin, s).await).contains(&ten.as_str().unwrap().to_owned())
+            );
+        }
+        assert_eq!(total, 1);
+        // An event that reserves the room at 11:00 closes both agendas then.
+        let events = create_agenda(&admin, "conferences-salle", &[], &[]).await;
+        let eleven = tomorrow().at(11, 0, 0, 0).to_zoned(paris()).unwrap().timestamp();
+        let r = admin
+            .request("mutation($input: CreateEventInput!) { createEvent(input: $input) { id } }",
+                json!({ "input": { "agendaId": events, "label": "Permanence juridique", "startsAt": eleven.to_string(),
+                    "endsAt": (eleven + jiff::SignedDuration::from_mins(60)).to_string(), "places": 5, "resourceIds": [room] } }))
+            .await
+            .unwrap();
+        assert!(r.is_ok(), "{}", r.body);
+        for s in &setups {
+            assert!(
+                starts(&free_slots(&admin, s).await).iter().all(|x| !x.contains("T11:")),
+                "11:00 and 11:30 taken"
+            );
+        }
+        server.stop().await;
+    });
+}

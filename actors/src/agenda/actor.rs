@@ -334,12 +334,14 @@ where
 }
 
 /// The database's refusal, as told to the caller: `resource busy <id> by event-<id>`.
-fn busy(reason: &str) -> String {
-    let from = reason.find("resource busy").or_else(|| reason.find("unknown resource"));
-    from.map_or_else(
+fn refused(reason: &str) -> AgendaError {
+    if reason.contains("unknown resource") {
+        return AgendaError::ResourceNotFound;
+    }
+    AgendaError::ResourceBusy(reason.find("resource busy").map_or_else(
         || "a resource is reserved at that time".to_owned(),
-        |i| reason[i..].to_owned(),
-    )
+        |i| reason[i..].trim_end_matches(['\'', '"']).to_owned(),
+    ))
 }
 
 impl Actor for AgendaActor {
@@ -394,7 +396,7 @@ impl Handler<AddRecurrence> for AgendaActor {
                 }
                 Ok((rule, n))
             }
-            Err(StoreError::Refused(reason)) => Err(AgendaError::ResourceBusy(busy(&reason))),
+            Err(StoreError::Refused(reason)) => Err(refused(&reason)),
             Err(e) => {
                 tracing::error!(agenda = %act.agenda_id, error = %e, "recurrence not stored");
                 Err(AgendaError::Unavailable(
@@ -424,7 +426,7 @@ impl Handler<AddEvent> for AgendaActor {
                 act.ledger.put_event(event);
                 Ok(view)
             }
-            Err(StoreError::Refused(reason)) => Err(AgendaError::ResourceBusy(busy(&reason))),
+            Err(StoreError::Refused(reason)) => Err(refused(&reason)),
             Err(e) => {
                 tracing::error!(agenda = %act.agenda_id, error = %e, "event not stored");
                 Err(AgendaError::Unavailable("the event could not be stored, try again".into()))

@@ -81,6 +81,8 @@ pub struct AgendaSettings {
     pub events: EventRules,
     /// The category it is listed under (a slug), if any.
     pub category: Option<String>,
+    /// Resources every meeting of a meetings agenda holds (events reserve theirs one by one).
+    pub resources: Vec<ResourceId>,
 }
 
 /// What an administrator gives to create an agenda.
@@ -104,6 +106,8 @@ pub struct NewAgenda {
     pub events: Option<EventRules>,
     /// Category slug.
     pub category: Option<String>,
+    /// Resources every meeting holds (meetings agendas).
+    pub resources: Vec<ResourceId>,
 }
 
 impl NewAgenda {
@@ -158,6 +162,15 @@ impl NewAgenda {
                 ));
             }
         };
+        let mut resources = self.resources;
+        resources.sort();
+        resources.dedup();
+        if !resources.is_empty() && self.kind != AgendaKind::Meetings {
+            return Err(AgendaError::Invalid(
+                "agenda resources apply to meetings agendas; events reserve resources one by one"
+                    .into(),
+            ));
+        }
         let events = match (self.kind, self.events) {
             (AgendaKind::Events, rules) => rules
                 .unwrap_or_default()
@@ -181,6 +194,7 @@ impl NewAgenda {
             meetings,
             events,
             category,
+            resources,
         })
     }
 }
@@ -637,9 +651,12 @@ pub enum AgendaError {
     /// The slug is taken.
     #[error("an agenda with slug {0:?} exists already")]
     SlugTaken(String),
-    /// A resource is reserved by something else at that time, or does not exist.
+    /// A resource is reserved by something else at that time.
     #[error("{0}")]
     ResourceBusy(String),
+    /// No resource with this id.
+    #[error("resource not found")]
+    ResourceNotFound,
     /// Neither a place nor a waiting-list place is left, in each of these events.
     #[error("{0}")]
     Full(FullEvents),
@@ -664,7 +681,8 @@ impl HasErrorCode for AgendaError {
             AgendaError::AgendaNotFound
             | AgendaError::EventNotFound(_)
             | AgendaError::BookingNotFound
-            | AgendaError::RecurrenceNotFound => ErrorCode::NotFound,
+            | AgendaError::RecurrenceNotFound
+            | AgendaError::ResourceNotFound => ErrorCode::NotFound,
             AgendaError::EventStarted(_)
             | AgendaError::OutsideBookingWindow(..)
             | AgendaError::CancellationClosed(_)

@@ -46,6 +46,7 @@ async fn agenda(s: &Services, slug: &str, thresholds: &[u8]) -> AgendaId {
             meetings: None,
             events: None,
             category: None,
+            resources: vec![],
         })
         .await
         .unwrap()
@@ -258,6 +259,7 @@ fn duplicate_slugs_and_unknown_ids_are_refused() {
                 meetings: None,
                 events: None,
                 category: None,
+                resources: vec![],
             })
             .await;
         assert_eq!(again, Err(AgendaError::SlugTaken("unique".into())));

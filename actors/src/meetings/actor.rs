@@ -36,7 +36,7 @@ const KEEP_PAST: SignedDuration = SignedDuration::from_hours(24);
 type Reply = oneshot::Sender<Result<Meeting, MeetingsError>>;
 
 enum Command {
-    Reserve(SlotRequest, MeetingStatus, Reply),
+    Reserve(SlotRequest, MeetingStatus, Vec<(String, Timestamp, Timestamp)>, Reply),
     Cancel(MeetingId, Reply),
 }
 
@@ -101,13 +101,14 @@ impl MeetingsActor {
         let outcomes: Vec<Result<Meeting, MeetingsError>> = batch
             .iter()
             .map(|c| match c {
-                Command::Reserve(req, status, _) => {
-                    self.agenda.reserve(req, *status, now, MeetingId::new).map(|(m, released)| {
+                Command::Reserve(req, status, blocked, _) => self
+                    .agenda
+                    .reserve_with(req, *status, now, MeetingId::new, blocked)
+                    .map(|(m, released)| {
                         changed.extend(released);
                         changed.push(m.clone());
                         m
-                    })
-                }
+                    }),
                 Command::Cancel(id, _) => {
                     self.agenda.cancel(*id).inspect(|m| changed.push(m.clone()))
                 }
@@ -120,8 +121,9 @@ impl MeetingsActor {
             return;
         }
         let store = self.store.clone();
+        let resources = self.settings.resources.clone();
         let write = async move {
-            let result = store.commit_meetings(&changed, now).await;
+            let result = store.commit_meetings(&changed, &resources, now).await;
             (result, changed)
         };
         ctx.spawn(write.into_actor(self).map(move |(result, changed), act, ctx| match result {
@@ -186,7 +188,7 @@ impl MeetingsActor {
         for (command, outcome) in batch.into_iter().zip(outcomes) {
             // A caller that gave up (dropped its receiver) is not an error.
             match command {
-                Command::Reserve(_, _, tx) | Command::Cancel(_, tx) => drop(tx.send(outcome)),
+                Command::Reserve(_, _, _, tx) | Command::Cancel(_, tx) => drop(tx.send(outcome)),
             }
         }
     }
@@ -269,7 +271,7 @@ impl Handler<ReserveSlot> for MeetingsActor {
 
     fn handle(&mut self, msg: ReserveSlot, ctx: &mut Context<Self>) -> Self::Result {
         let (tx, rx) = oneshot::channel();
-        self.enqueue(Command::Reserve(msg.request, msg.status, tx), ctx);
+        self.enqueue(Command::Reserve(msg.request, msg.status, msg.blocked, tx), ctx);
         reply_when_done(rx)
     }
 }
@@ -356,14 +358,35 @@ impl Handler<GetSlots> for MeetingsActor {
     type Result = Result<Vec<super::model::Slot>, MeetingsError>;
 
     fn handle(&mut self, msg: GetSlots, _: &mut Context<Self>) -> Self::Result {
-        self.agenda.free_slots(
+        let now = Timestamp::now();
+        let slots = self.agenda.free_slots(
             msg.meeting_type,
             msg.from,
             msg.to,
-            Timestamp::now(),
+            now,
             msg.lock_code.as_deref(),
             msg.ignore_delays,
-        )
+        )?;
+        if msg.blocked.is_empty() {
+            return Ok(slots);
+        }
+        // The caller's own hold does not block its slot for them.
+        let mine: Vec<String> = self
+            .agenda
+            .meetings()
+            .into_iter()
+            .filter(|m| m.status == MeetingStatus::Held && m.occupies(now))
+            .filter(|m| msg.lock_code.is_some() && m.lock_code == msg.lock_code)
+            .map(|m| format!("meeting-{}", m.id))
+            .collect();
+        Ok(slots
+            .into_iter()
+            .filter(|s| {
+                !msg.blocked.iter().any(|(owner, from, to)| {
+                    *from < s.ends_at && *to > s.starts_at && !mine.contains(owner)
+                })
+            })
+            .collect())
     }
 }
 

@@ -46,6 +46,8 @@ fn running<T: Clone>(map: &Mutex<HashMap<AgendaId, Arc<OnceCell<T>>>>, id: Agend
 pub struct MeetingsHandle {
     addr: Addr<MeetingsActor>,
     settings: Arc<AgendaSettings>,
+    /// To read the reservations of the agenda's resources.
+    store: Store,
 }
 
 impl std::fmt::Debug for MeetingsHandle {
@@ -108,10 +110,50 @@ impl MeetingsHandle {
         lock_code: Option<String>,
         ignore_delays: bool,
     ) -> Result<Vec<Slot>, MeetingsError> {
+        let blocked = self.resource_blocks(from, to).await?;
         self.addr
-            .send(GetSlots { meeting_type, from, to, lock_code, ignore_delays })
+            .send(GetSlots { meeting_type, from, to, lock_code, ignore_delays, blocked })
             .await
             .map_err(unavailable)?
+    }
+
+    /// The reservations of the agenda's resources on the day of `at` (and the next, for
+    /// meetings that run past midnight).
+    async fn blocks_around(
+        &self,
+        at: Timestamp,
+    ) -> Result<Vec<(String, Timestamp, Timestamp)>, MeetingsError> {
+        let day = at.to_zoned(crate::time::paris()).date();
+        let next = day.tomorrow().unwrap_or(day);
+        self.resource_blocks(day, next).await
+    }
+
+    /// When the agenda's resources are reserved (by anything, its own meetings included) on
+    /// the local days `from` to `to`.
+    async fn resource_blocks(
+        &self,
+        from: Date,
+        to: Date,
+    ) -> Result<Vec<(String, Timestamp, Timestamp)>, MeetingsError> {
+        if self.settings.resources.is_empty() {
+            return Ok(Vec::new());
+        }
+        let tz = crate::time::paris();
+        let start = from.to_zoned(tz.clone()).map_err(|e| MeetingsError::Invalid(e.to_string()))?;
+        let end = to
+            .tomorrow()
+            .and_then(|d| d.to_zoned(tz))
+            .map_err(|e| MeetingsError::Invalid(e.to_string()))?;
+        let mut blocked = Vec::new();
+        for r in &self.settings.resources {
+            let taken = self
+                .store
+                .reservations(*r, start.timestamp(), end.timestamp())
+                .await
+                .map_err(store_error)?;
+            blocked.extend(taken.into_iter().map(|x| (x.owner, x.starts_at, x.ends_at)));
+        }
+        Ok(blocked)
     }
 
     /// The active meetings starting on the local days `from` to `to`.
@@ -121,16 +163,18 @@ impl MeetingsHandle {
 
     /// Books a slot; answers once durable.
     pub async fn book(&self, request: SlotRequest) -> Result<Meeting, MeetingsError> {
+        let blocked = self.blocks_around(request.starts_at).await?;
         self.addr
-            .send(ReserveSlot { request, status: MeetingStatus::Confirmed })
+            .send(ReserveSlot { request, status: MeetingStatus::Confirmed, blocked })
             .await
             .map_err(unavailable)?
     }
 
     /// Holds a slot for the agenda's hold time under `request.lock_code`.
     pub async fn hold(&self, request: SlotRequest) -> Result<Meeting, MeetingsError> {
+        let blocked = self.blocks_around(request.starts_at).await?;
         self.addr
-            .send(ReserveSlot { request, status: MeetingStatus::Held })
+            .send(ReserveSlot { request, status: MeetingStatus::Held, blocked })
             .await
             .map_err(unavailable)?
     }
@@ -227,6 +271,7 @@ impl MeetingsRegistry {
                 agenda.periods = config.periods;
                 agenda.exceptions = config.exceptions;
                 agenda.replace_meetings(meetings);
+                agenda.resource_bound = !settings.resources.is_empty();
                 let settings = Arc::new(settings);
                 let inner = self.inner.clone();
                 let actor_settings = settings.clone();
@@ -239,7 +284,11 @@ impl MeetingsRegistry {
                         inner.metrics.clone(),
                     )
                 });
-                Ok::<_, MeetingsError>(MeetingsHandle { addr, settings })
+                Ok::<_, MeetingsError>(MeetingsHandle {
+                    addr,
+                    settings,
+                    store: self.inner.store.clone(),
+                })
             })
             .await;
         match handle {

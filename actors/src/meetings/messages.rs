@@ -1,6 +1,7 @@
 //! Messages of `MeetingsActor`. Commands are imperative, queries start with `Get`.
 
 use actix::Message;
+use jiff::Timestamp;
 use jiff::civil::Date;
 
 use super::model::{
@@ -16,6 +17,8 @@ use crate::store::MeetingsConfig;
 pub(super) struct ReserveSlot {
     pub(super) request: SlotRequest,
     pub(super) status: MeetingStatus,
+    /// Spans when the agenda's resources are reserved, with the reservations' owners.
+    pub(super) blocked: Vec<(String, Timestamp, Timestamp)>,
 }
 
 /// From the registry: cancel a booking or release a hold; answers it cancelled once durable.
@@ -52,6 +55,8 @@ pub(super) struct GetSlots {
     pub(super) to: Date,
     pub(super) lock_code: Option<String>,
     pub(super) ignore_delays: bool,
+    /// Spans when one of the agenda's resources is reserved, with the reservation's owner.
+    pub(super) blocked: Vec<(String, Timestamp, Timestamp)>,
 }
 
 /// From a virtual agenda: whether a hold under this lock code starts at this instant here.

@@ -492,6 +492,8 @@ pub struct MeetingsAgenda {
     meetings: HashMap<MeetingId, Meeting>,
     /// Active meetings of each desk by start; they never overlap on one desk.
     by_desk: HashMap<DeskId, BTreeMap<Timestamp, MeetingId>>,
+    /// Every meeting holds the agenda's resources: one meeting at a time, whatever the desks.
+    pub resource_bound: bool,
 }
 
 impl MeetingsAgenda {
@@ -507,6 +509,7 @@ impl MeetingsAgenda {
             exceptions: Vec::new(),
             meetings: HashMap::new(),
             by_desk: HashMap::new(),
+            resource_bound: false,
         }
     }
 
@@ -907,11 +910,48 @@ impl MeetingsAgenda {
         now: Timestamp,
         new_id: impl FnOnce() -> MeetingId,
     ) -> Result<(Meeting, Option<Meeting>), MeetingsError> {
+        self.reserve_with(req, status, now, new_id, &[])
+    }
+
+    /// [`MeetingsAgenda::reserve`] where the agenda's resources are reserved elsewhere over
+    /// `blocked` spans (reservations of this agenda's own meetings are ignored there: the
+    /// agenda knows them better).
+    pub fn reserve_with(
+        &mut self,
+        req: &SlotRequest,
+        status: MeetingStatus,
+        now: Timestamp,
+        new_id: impl FnOnce() -> MeetingId,
+        blocked: &[(String, Timestamp, Timestamp)],
+    ) -> Result<(Meeting, Option<Meeting>), MeetingsError> {
         let mt = self.types.get(&req.meeting_type_id).ok_or(MeetingsError::MeetingTypeNotFound)?;
         let duration = SignedDuration::from_mins(i64::from(mt.duration_minutes));
         let start = req.starts_at;
         let end = start + duration;
         let shown = || start.to_zoned(self.tz.clone()).strftime("%Y-%m-%dT%H:%M%:z").to_string();
+        if self.resource_bound {
+            let lock = req.lock_code.as_deref();
+            let own_meeting = |owner: &str| {
+                owner
+                    .strip_prefix("meeting-")
+                    .and_then(|id| id.parse::<MeetingId>().ok())
+                    .is_some_and(|id| self.meetings.contains_key(&id))
+            };
+            let elsewhere = blocked
+                .iter()
+                .any(|(owner, from, to)| *from < end && *to > start && !own_meeting(owner));
+            let here = self.meetings.values().any(|m| {
+                m.occupies(now)
+                    && m.starts_at < end
+                    && m.ends_at > start
+                    && !(m.status == MeetingStatus::Held
+                        && lock.is_some()
+                        && m.lock_code.as_deref() == lock)
+            });
+            if elsewhere || here {
+                return Err(MeetingsError::SlotTaken(shown()));
+            }
+        }
         if let Some(code) = &req.lock_code
             && !(8..=128).contains(&code.len())
         {

@@ -46,6 +46,7 @@ async fn agenda(s: &Services, desks: usize) -> (AgendaId, MeetingTypeId) {
             }),
             events: None,
             category: None,
+            resources: vec![],
         })
         .await
         .unwrap();
@@ -202,6 +203,7 @@ fn virtual_agendas_merge_members_and_book_on_one_of_them() {
                     }),
                     events: None,
                     category: None,
+                    resources: vec![],
                 })
                 .await
                 .unwrap();
@@ -240,6 +242,7 @@ fn virtual_agendas_merge_members_and_book_on_one_of_them() {
                 }),
                 events: None,
                 category: None,
+                resources: vec![],
             })
             .await
             .unwrap();

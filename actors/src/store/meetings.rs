@@ -398,8 +398,40 @@ impl Store {
     pub async fn commit_meetings(
         &self,
         meetings: &[Meeting],
+        resources: &[crate::ids::ResourceId],
         now: Timestamp,
     ) -> Result<(), StoreError> {
+        // The agenda's resources are held by each meeting (a hold until it lapses) and released
+        // when it is cancelled.
+        let reserve: Vec<Value> = if resources.is_empty() {
+            Vec::new()
+        } else {
+            meetings
+                .iter()
+                .map(|m| {
+                    let owner = format!("meeting-{}", m.id);
+                    match m.status {
+                        MeetingStatus::Cancelled => {
+                            super::resources::reserve_row(&owner, &[], m.starts_at, m.ends_at, None)
+                        }
+                        MeetingStatus::Held => super::resources::reserve_row(
+                            &owner,
+                            resources,
+                            m.starts_at,
+                            m.ends_at,
+                            m.hold_until,
+                        ),
+                        _ => super::resources::reserve_row(
+                            &owner,
+                            resources,
+                            m.starts_at,
+                            m.ends_at,
+                            None,
+                        ),
+                    }
+                })
+                .collect()
+        };
         let mut claims = Vec::new();
         let mut releases = Vec::new();
         for m in meetings {
@@ -434,7 +466,8 @@ impl Store {
             .collect();
         let has_jobs = !jobs.is_empty();
         self.write(
-            "BEGIN TRANSACTION;
+            &[
+                "BEGIN TRANSACTION;
              FOR $r IN $releases {
                 DELETE type::record('desk_cell', $r.key) WHERE owner = $r.owner RETURN NONE;
              };
@@ -448,9 +481,13 @@ impl Store {
              FOR $m IN $meetings {
                 UPSERT type::record('meeting', $m.id) CONTENT $m RETURN NONE;
              };
-             FOR $j IN $jobs { UPSERT type::record('job', $j.key) CONTENT $j RETURN NONE; };
-             COMMIT TRANSACTION;",
+             FOR $j IN $jobs { UPSERT type::record('job', $j.key) CONTENT $j RETURN NONE; };\n",
+                super::resources::RESERVE,
+                "COMMIT TRANSACTION;",
+            ]
+            .concat(),
             vec![
+                ("reserve", Value::Array(reserve)),
                 ("jobs", Value::Array(jobs)),
                 ("releases", Value::Array(releases)),
                 ("claims", Value::Array(claims)),

@@ -630,7 +630,13 @@ impl Store {
             .filter(|e| effects.edited.contains(&e.id))
             .filter_map(|e| {
                 reservation(e).or_else(|| {
-                    Some(resources::reserve_row(&event_owner(e.id), &[], e.starts_at, e.starts_at))
+                    Some(resources::reserve_row(
+                        &event_owner(e.id),
+                        &[],
+                        e.starts_at,
+                        e.starts_at,
+                        None,
+                    ))
                 })
             })
             .collect();
@@ -769,8 +775,9 @@ pub fn event_owner(id: EventId) -> String {
 /// The reservation row of an event that holds resources (and is not cancelled).
 fn reservation(e: &EventState) -> Option<serde_json::Value> {
     let ends_at = e.ends_at?;
-    (!e.resources.is_empty() && e.cancelled_at.is_none())
-        .then(|| resources::reserve_row(&event_owner(e.id), &e.resources, e.starts_at, ends_at))
+    (!e.resources.is_empty() && e.cancelled_at.is_none()).then(|| {
+        resources::reserve_row(&event_owner(e.id), &e.resources, e.starts_at, ends_at, None)
+    })
 }
 
 fn assemble(

@@ -101,6 +101,8 @@ pub(super) struct AgendaRecord {
     events: Option<EventRulesRecord>,
     #[serde(default)]
     category: Option<String>,
+    #[serde(default)]
+    resources: Vec<String>,
     created_us: i64,
 }
 
@@ -160,6 +162,7 @@ impl AgendaRecord {
                 }
             }),
             category: a.category.clone(),
+            resources: a.resources.iter().map(ToString::to_string).collect(),
             created_us: to_micros(now),
         }
     }
@@ -197,6 +200,7 @@ impl AgendaRecord {
                 absence_reasons: r.absence_reasons,
             }),
             category: self.category,
+            resources: self.resources.iter().map(|r| parse_id(r)).collect::<Result<_, _>>()?,
         })
     }
 }

@@ -25,6 +25,8 @@ struct ReservationRecord {
     owner: String,
     starts_us: i64,
     ends_us: i64,
+    #[serde(default)]
+    until_us: Option<i64>,
 }
 
 /// The statements that replace the reservations of `$reserve` rows (`owner`, `resources`,
@@ -35,24 +37,28 @@ pub(super) const RESERVE: &str = "FOR $x IN $reserve {
         LET $lock = (UPDATE type::record('resource', $r) SET version += 1 RETURN id);
         IF array::len($lock) == 0 { THROW 'unknown resource ' + $r };
         LET $busy = (SELECT VALUE owner FROM resource_booking
-            WHERE resource = $r AND starts_us < $x.ends_us AND ends_us > $x.starts_us LIMIT 1);
+            WHERE resource = $r AND starts_us < $x.ends_us AND ends_us > $x.starts_us
+                AND (until_us = NONE OR until_us = NULL OR until_us > $x.now_us) LIMIT 1);
         IF array::len($busy) > 0 { THROW 'resource busy ' + $r + ' by ' + $busy[0] };
-        CREATE resource_booking CONTENT { resource: $r, owner: $x.owner, starts_us: $x.starts_us, ends_us: $x.ends_us } RETURN NONE;
+        CREATE resource_booking CONTENT { resource: $r, owner: $x.owner, starts_us: $x.starts_us, ends_us: $x.ends_us, until_us: $x.until_us } RETURN NONE;
     };
 };\n";
 
-/// One row of `$reserve`.
+/// One row of `$reserve`; a reservation with `until` (a hold) stops counting then.
 pub(super) fn reserve_row(
     owner: &str,
     resources: &[ResourceId],
     starts_at: Timestamp,
     ends_at: Timestamp,
+    until: Option<Timestamp>,
 ) -> Value {
     serde_json::json!({
         "owner": owner,
         "resources": resources.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "starts_us": to_micros(starts_at),
         "ends_us": to_micros(ends_at),
+        "until_us": until.map(to_micros),
+        "now_us": to_micros(Timestamp::now()),
     })
 }
 
@@ -94,12 +100,14 @@ impl Store {
     ) -> Result<Vec<Reservation>, StoreError> {
         let recs: Vec<ReservationRecord> = self
             .rows(
-                "SELECT resource, owner, starts_us, ends_us FROM resource_booking
-                 WHERE resource = $r AND starts_us < $to AND ends_us > $from ORDER BY starts_us",
+                "SELECT resource, owner, starts_us, ends_us, until_us FROM resource_booking
+                 WHERE resource = $r AND starts_us < $to AND ends_us > $from
+                    AND (until_us = NONE OR until_us = NULL OR until_us > $now) ORDER BY starts_us",
                 vec![
                     ("r", resource.to_string().into()),
                     ("from", to_micros(from).into()),
                     ("to", to_micros(to).into()),
+                    ("now", to_micros(Timestamp::now()).into()),
                 ],
             )
             .await?;

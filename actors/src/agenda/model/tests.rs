@@ -21,6 +21,7 @@ fn ledger(places: i64, waiting: i64, auto_promote: bool, thresholds: &[u8]) -> (
         meetings: None,
         events: None,
         category: None,
+        resources: vec![],
     }
     .validate(AgendaId::new())
     .unwrap();
@@ -260,6 +261,7 @@ fn bad_agenda_and_event_input_is_refused() {
         meetings: None,
         events: None,
         category: None,
+        resources: vec![],
     };
     for (slug, thresholds, emails) in [
         ("Bad Slug", vec![], vec![]),
