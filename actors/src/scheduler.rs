@@ -26,6 +26,9 @@ pub enum JobKind {
         /// The booking.
         booking: BookingId,
     },
+    /// Local midnight: booking delays count in days, so every meetings agenda's window moves;
+    /// tell free-slot subscribers. Runs every day.
+    DayChange,
     /// A hold of a meetings agenda lapses: tell free-slot subscribers the slot is free again.
     HoldExpiry {
         /// The meetings agenda.
@@ -41,6 +44,7 @@ impl JobKind {
         match self {
             JobKind::Reminder { booking } => format!("reminder-{booking}"),
             JobKind::HoldExpiry { meeting, .. } => format!("hold-{meeting}"),
+            JobKind::DayChange => "day-change".to_owned(),
         }
     }
 }
@@ -87,6 +91,11 @@ impl Scheduler {
 
     /// Runs until `shutdown` turns true.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let midnight =
+            ScheduledJob { kind: JobKind::DayChange, due_at: next_midnight(Timestamp::now()) };
+        if let Err(e) = self.store.schedule_job(&midnight).await {
+            tracing::warn!(error = %e, "scheduler: the daily job could not be scheduled");
+        }
         loop {
             if *shutdown.borrow() {
                 return;
@@ -133,6 +142,12 @@ impl Scheduler {
     async fn run_job(&self, claimed: &ClaimedJob, now: Timestamp) -> Result<(), StoreError> {
         let key = claimed.job.kind.key();
         match &claimed.job.kind {
+            JobKind::DayChange => {
+                for handle in self.meetings.running() {
+                    handle.window_moved();
+                }
+                self.store.reschedule_job(&key, claimed.lease_us, next_midnight(now)).await
+            }
             JobKind::HoldExpiry { agenda, .. } => {
                 if let Ok(handle) = self.meetings.get(*agenda).await {
                     handle.release_lapsed_holds().await;
@@ -225,6 +240,13 @@ enum Reminder {
     Drop,
 }
 
+/// The next local midnight (Europe/Paris) after `now`.
+pub fn next_midnight(now: Timestamp) -> Timestamp {
+    let tz = crate::time::paris();
+    let tomorrow = now.to_zoned(tz.clone()).date().tomorrow().unwrap_or_default();
+    tomorrow.to_zoned(tz).map(|z| z.timestamp()).unwrap_or(now + SignedDuration::from_hours(24))
+}
+
 /// The reminder of a new booking, when its agenda sends reminders and there is time left.
 pub fn reminder_for(
     booking: BookingId,
@@ -234,4 +256,36 @@ pub fn reminder_for(
 ) -> Option<ScheduledJob> {
     let due_at = starts_at - SignedDuration::from_hours(i64::from(reminder_hours?));
     (due_at > now).then_some(ScheduledJob { kind: JobKind::Reminder { booking }, due_at })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn midnight_is_local_and_dst_correct() {
+        // Winter: midnight in Paris is 23:00 UTC.
+        assert_eq!(next_midnight(at("2026-12-07T15:00:00Z")), at("2026-12-07T23:00:00Z"));
+        // Just after local midnight, the next one is a day later.
+        assert_eq!(next_midnight(at("2026-12-07T23:00:01Z")), at("2026-12-08T23:00:00Z"));
+        // Summer: 22:00 UTC, and the change-over days in between.
+        assert_eq!(next_midnight(at("2026-03-28T12:00:00Z")), at("2026-03-28T23:00:00Z"));
+        assert_eq!(next_midnight(at("2026-03-29T12:00:00Z")), at("2026-03-29T22:00:00Z"));
+        assert_eq!(next_midnight(at("2026-10-25T12:00:00Z")), at("2026-10-25T23:00:00Z"));
+    }
+
+    #[test]
+    fn reminders_are_due_before_the_event_and_not_in_the_past() {
+        let now = at("2026-12-07T10:00:00Z");
+        let b = BookingId::new();
+        let job = reminder_for(b, at("2026-12-09T10:00:00Z"), Some(24), now).unwrap();
+        assert_eq!(job.due_at, at("2026-12-08T10:00:00Z"));
+        assert_eq!(job.kind.key(), format!("reminder-{b}"));
+        assert!(reminder_for(b, at("2026-12-07T20:00:00Z"), Some(24), now).is_none(), "too late");
+        assert!(reminder_for(b, at("2026-12-09T10:00:00Z"), None, now).is_none(), "no reminders");
+    }
 }

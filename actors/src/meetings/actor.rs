@@ -14,7 +14,7 @@ use tokio::sync::oneshot;
 
 use super::messages::{
     AddDesk, AddException, AddMeetingType, AddPeriods, CancelMeeting, GetConfig, GetHold,
-    GetMeetings, GetSlots, ReleaseLapsedHolds, ReserveSlot,
+    GetMeetings, GetSlots, ReleaseLapsedHolds, ReserveSlot, WindowMoved,
 };
 use super::model::{
     Desk, Meeting, MeetingStatus, MeetingType, MeetingsAgenda, MeetingsError, OpeningPeriod,
@@ -387,6 +387,16 @@ impl Handler<GetSlots> for MeetingsActor {
                 })
             })
             .collect())
+    }
+}
+
+impl Handler<WindowMoved> for MeetingsActor {
+    type Result = ();
+
+    fn handle(&mut self, _: WindowMoved, _: &mut Context<Self>) {
+        // Every day the delays allow may have changed: subscribers re-read what they show.
+        let now = Timestamp::now();
+        self.publish_span(now - jiff::SignedDuration::from_hours(24), Timestamp::MAX);
     }
 }
 

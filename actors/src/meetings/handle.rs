@@ -13,7 +13,7 @@ use tokio::sync::OnceCell;
 use super::actor::MeetingsActor;
 use super::messages::{
     AddDesk, AddException, AddMeetingType, AddPeriods, CancelMeeting, GetConfig, GetHold,
-    GetMeetings, GetSlots, ReleaseLapsedHolds, ReserveSlot,
+    GetMeetings, GetSlots, ReleaseLapsedHolds, ReserveSlot, WindowMoved,
 };
 use super::model::{
     Desk, Meeting, MeetingStatus, MeetingType, MeetingsAgenda, MeetingsError, NewException,
@@ -60,6 +60,11 @@ impl MeetingsHandle {
     /// The agenda's settings.
     pub fn settings(&self) -> &AgendaSettings {
         &self.settings
+    }
+
+    /// Tells subscribers that the booking window moved (the scheduler calls it at midnight).
+    pub fn window_moved(&self) {
+        self.addr.do_send(WindowMoved);
     }
 
     /// Frees the slots of lapsed holds and tells subscribers (the scheduler calls it when a
@@ -210,6 +215,14 @@ struct RegistryInner {
 #[derive(Clone)]
 pub struct MeetingsRegistry {
     inner: Arc<RegistryInner>,
+}
+
+impl MeetingsRegistry {
+    /// The meetings agendas whose actor runs.
+    pub fn running(&self) -> Vec<MeetingsHandle> {
+        let actors = self.inner.actors.lock().unwrap_or_else(|p| p.into_inner());
+        actors.values().filter_map(|cell| cell.get().cloned()).collect()
+    }
 }
 
 impl std::fmt::Debug for MeetingsRegistry {

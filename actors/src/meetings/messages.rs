@@ -80,6 +80,11 @@ pub(super) struct GetMeetings {
     pub(super) to: Date,
 }
 
+/// From the scheduler at midnight: the booking window moved by a day; tell slot subscribers.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(super) struct WindowMoved;
+
 /// From the scheduler: holds that lapsed free their slots; tell slot subscribers.
 #[derive(Message)]
 #[rtype(result = "()")]

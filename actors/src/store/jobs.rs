@@ -27,6 +27,7 @@ struct JobRecord {
 /// The row that schedules a job, for a batch transaction.
 pub(super) fn job_row(job: &ScheduledJob, now: Timestamp) -> Value {
     let (kind, subject, agenda) = match &job.kind {
+        JobKind::DayChange => ("day-change", String::new(), None),
         JobKind::Reminder { booking } => ("reminder", booking.to_string(), None),
         JobKind::HoldExpiry { agenda, meeting } => {
             ("hold", meeting.to_string(), Some(agenda.to_string()))
@@ -52,6 +53,7 @@ impl JobRecord {
     fn into_claimed(self) -> Result<ClaimedJob, StoreError> {
         let kind = match self.kind.as_str() {
             "reminder" => JobKind::Reminder { booking: parse_id(&self.subject)? },
+            "day-change" => JobKind::DayChange,
             "hold" => JobKind::HoldExpiry {
                 agenda: parse_id(self.agenda.as_deref().unwrap_or_default())?,
                 meeting: parse_id(&self.subject)?,
@@ -74,6 +76,17 @@ impl Store {
     /// Tells the scheduler jobs were written.
     pub(super) fn wake_scheduler(&self) {
         self.jobs_scheduled.notify_one();
+    }
+
+    /// Schedules one job on its own (replacing a pending one with the same key).
+    pub async fn schedule_job(&self, job: &ScheduledJob) -> Result<(), StoreError> {
+        self.write(
+            &format!("BEGIN TRANSACTION; {UPSERT_JOBS} COMMIT TRANSACTION;"),
+            vec![("jobs", Value::Array(vec![job_row(job, Timestamp::now())]))],
+        )
+        .await?;
+        self.wake_scheduler();
+        Ok(())
     }
 
     /// Claims up to `limit` jobs due at `now` (pending, or leased by a process that did not
