@@ -263,7 +263,8 @@ pub struct EventFilter {
     pub from: Option<String>,
     /// Events starting on this local day or earlier.
     pub to: Option<String>,
-    /// Include events that have started (default false: past events are hidden).
+    /// Include events that have started (default false: past events are hidden; citizens never
+    /// see them in listings).
     #[graphql(default)]
     pub include_past: bool,
     /// Include cancelled events (default false).

@@ -21,7 +21,8 @@ pub(crate) fn parse_id<T: FromStr>(id: &ID, what: &str) -> async_graphql::Result
     })
 }
 
-/// The events of an agenda the caller may see, by start.
+/// The events of an agenda the caller may see, by start: agents of the agenda see them all,
+/// others only those published and not started yet.
 pub(crate) async fn visible_events(
     ctx: &Context<'_>,
     agenda_id: &ID,
@@ -32,8 +33,10 @@ pub(crate) async fn visible_events(
     let events = handle.events().await.gql()?;
     let now = Timestamp::now();
     let agents = handle.settings().services.clone();
+    let agent = caller.may(Action::SeeBookings { agenda_services: &agents }).is_ok();
     Ok(events
         .into_iter()
+        .filter(|e| agent || e.starts_at > now)
         .filter(|e| {
             caller
                 .may(Action::SeeEvent { agenda_services: &agents, published: e.is_published(now) })

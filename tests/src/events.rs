@@ -428,6 +428,12 @@ fn attendance_is_checked_on_the_day_with_the_agenda_reasons() {
             b.data()["bookEvents"][0]["id"].as_str().unwrap().to_owned(),
         );
         tokio::time::sleep(Duration::from_secs(2)).await;
+        // Started: hidden from citizens' listings, still listed for agents.
+        let listed = "query($a: ID!) { agenda(id: $a) { events { id } } }";
+        let r = bob.request(listed, json!({ "a": agenda })).await.unwrap();
+        assert_eq!(r.data()["agenda"]["events"], json!([]), "{}", r.body);
+        let r = agent.request(listed, json!({ "a": agenda })).await.unwrap();
+        assert_eq!(r.data()["agenda"]["events"].as_array().unwrap().len(), 1, "{}", r.body);
         let mark = "mutation($b: ID!, $p: Boolean, $r: String) { markAttendance(bookingId: $b, present: $p, absenceReason: $r) { present absenceReason } }";
         let r = agent.request(mark, json!({ "b": a, "p": true })).await.unwrap();
         assert_eq!(r.data()["markAttendance"]["present"], true, "{}", r.body);
