@@ -89,6 +89,7 @@ impl Services {
             runtime.clone(),
             store.clone(),
             live.clone(),
+            mail.clone(),
             metrics.clone(),
         );
         let accounts = account::Accounts::new(store.clone());

@@ -15,6 +15,7 @@ use crate::agenda::model::{AgendaError, BookingStatus};
 use crate::ids::{AgendaId, BookingId, MailId, MeetingId};
 use crate::mail::{Channel, MailNotifier, OutgoingMail};
 use crate::meetings::MeetingsRegistry;
+use crate::meetings::model::MeetingStatus;
 use crate::store::{Store, StoreError};
 use crate::time::human;
 
@@ -25,6 +26,11 @@ pub enum JobKind {
     Reminder {
         /// The booking.
         booking: BookingId,
+    },
+    /// Remind the holder of a meetings-agenda appointment.
+    MeetingReminder {
+        /// The appointment.
+        meeting: MeetingId,
     },
     /// Local midnight: booking delays count in days, so every meetings agenda's window moves;
     /// tell free-slot subscribers. Runs every day.
@@ -45,6 +51,7 @@ impl JobKind {
             JobKind::Reminder { booking } => format!("reminder-{booking}"),
             JobKind::HoldExpiry { meeting, .. } => format!("hold-{meeting}"),
             JobKind::DayChange => "day-change".to_owned(),
+            JobKind::MeetingReminder { meeting } => format!("meeting-reminder-{meeting}"),
         }
     }
 }
@@ -139,9 +146,22 @@ impl Scheduler {
         }
     }
 
-    async fn run_job(&self, claimed: &ClaimedJob, now: Timestamp) -> Result<(), StoreError> {
+    pub(crate) async fn run_job(
+        &self,
+        claimed: &ClaimedJob,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
         let key = claimed.job.kind.key();
         match &claimed.job.kind {
+            JobKind::MeetingReminder { meeting } => {
+                let mails = self.meeting_reminder(*meeting, now).await?;
+                let any = !mails.is_empty();
+                self.store.finish_job(&key, claimed.lease_us, &mails).await?;
+                if any {
+                    self.mail.wake();
+                }
+                Ok(())
+            }
             JobKind::DayChange => {
                 for handle in self.meetings.running() {
                     handle.window_moved();
@@ -222,6 +242,39 @@ impl Scheduler {
             created_at: now,
         };
         Ok(Reminder::Send(vec![mail(Channel::Email), mail(Channel::Sms)]))
+    }
+}
+
+impl Scheduler {
+    /// The reminders of an appointment still confirmed and to come (none otherwise).
+    async fn meeting_reminder(
+        &self,
+        meeting: MeetingId,
+        now: Timestamp,
+    ) -> Result<Vec<OutgoingMail>, StoreError> {
+        let Some(m) = self.store.meeting(meeting).await? else { return Ok(Vec::new()) };
+        let (Some(account), MeetingStatus::Confirmed) = (m.account_id, m.status) else {
+            return Ok(Vec::new());
+        };
+        if m.starts_at <= now {
+            return Ok(Vec::new());
+        }
+        let label = self.store.agenda(m.agenda_id).await?.map(|a| a.label).unwrap_or_default();
+        let text = format!(
+            "Reminder: your appointment \"{label}\" is {}. Reference: {}",
+            human(m.starts_at),
+            m.id
+        );
+        let mail = |channel| OutgoingMail {
+            id: MailId::new(),
+            channel,
+            to: Vec::new(),
+            to_accounts: vec![account],
+            subject: format!("[Guichet] Reminder: {label}"),
+            body: format!("{text}\n"),
+            created_at: now,
+        };
+        Ok(vec![mail(Channel::Email), mail(Channel::Sms)])
     }
 }
 

@@ -82,6 +82,11 @@ pub struct MeetingsRulesInput {
     pub maximal_booking_delay_days: Option<i32>,
     /// How long `holdSlot` keeps a slot, in minutes (default 15).
     pub hold_minutes: Option<i32>,
+    /// Mail citizens when they book a slot and when it is cancelled (default false).
+    pub notify_citizens: Option<bool>,
+    /// Remind citizens this many hours before their appointment, by email and, when they gave
+    /// a number, by SMS (1 to 1440; default: no reminder).
+    pub reminder_hours: Option<i32>,
 }
 
 fn non_negative(n: i32, name: &str) -> async_graphql::Result<u32> {
@@ -109,6 +114,11 @@ impl MeetingsRulesInput {
                 Some(n) => non_negative(n, "holdMinutes")?,
                 None => d.hold_minutes,
             },
+            notify_citizens: self.notify_citizens.unwrap_or(d.notify_citizens),
+            reminder_hours: self
+                .reminder_hours
+                .map(|n| non_negative(n, "reminderHours"))
+                .transpose()?,
         })
     }
 }
@@ -126,6 +136,10 @@ pub struct MeetingsRulesView {
     pub maximal_booking_delay_days: i32,
     /// How long a hold lasts, in minutes.
     pub hold_minutes: i32,
+    /// Citizens are mailed when they book and when a booking is cancelled.
+    pub notify_citizens: bool,
+    /// Hours before an appointment that citizens are reminded.
+    pub reminder_hours: Option<i32>,
 }
 
 fn int(n: u32) -> i32 {
@@ -140,6 +154,8 @@ impl From<&MeetingsRules> for MeetingsRulesView {
             minimal_booking_delay_days: int(r.minimal_booking_delay_days),
             maximal_booking_delay_days: int(r.maximal_booking_delay_days),
             hold_minutes: int(r.hold_minutes),
+            notify_citizens: r.notify_citizens,
+            reminder_hours: r.reminder_hours.map(int),
         }
     }
 }

@@ -21,10 +21,14 @@ use super::model::{
     SlotRequest, TimeException,
 };
 use crate::agenda::model::AgendaSettings;
+use crate::ids::MailId;
 use crate::ids::{DeskId, ExceptionId, MeetingId, MeetingTypeId, PeriodId};
 use crate::live::{LiveHub, SlotsChanged};
+use crate::mail::{Channel, MailNotifier, OutgoingMail};
 use crate::metrics::ActorMetrics;
+use crate::scheduler::{JobKind, ScheduledJob};
 use crate::store::{MeetingsConfig, Store, StoreError};
+use crate::time::human;
 
 /// Attempts of one batch against write conflicts before callers get `Unavailable`.
 const MAX_ATTEMPTS: u32 = 8;
@@ -46,6 +50,7 @@ pub(super) struct MeetingsActor {
     agenda: MeetingsAgenda,
     store: Store,
     live: LiveHub,
+    mail: MailNotifier,
     metrics: Arc<ActorMetrics>,
     pending: Vec<Command>,
     flushing: bool,
@@ -58,6 +63,7 @@ impl MeetingsActor {
         agenda: MeetingsAgenda,
         store: Store,
         live: LiveHub,
+        mail: MailNotifier,
         metrics: Arc<ActorMetrics>,
     ) -> Self {
         Self {
@@ -65,6 +71,7 @@ impl MeetingsActor {
             agenda,
             store,
             live,
+            mail,
             metrics,
             pending: Vec::new(),
             flushing: false,
@@ -120,14 +127,19 @@ impl MeetingsActor {
             self.flush(ctx);
             return;
         }
+        let (mails, jobs) = self.notices(&outcomes, now);
+        let wake_mailer = !mails.is_empty();
         let store = self.store.clone();
         let resources = self.settings.resources.clone();
         let write = async move {
-            let result = store.commit_meetings(&changed, &resources, now).await;
+            let result = store.commit_meetings(&changed, &resources, &mails, &jobs, now).await;
             (result, changed)
         };
         ctx.spawn(write.into_actor(self).map(move |(result, changed), act, ctx| match result {
             Ok(()) => {
+                if wake_mailer {
+                    act.mail.wake();
+                }
                 act.publish(&changed);
                 act.answer(batch, outcomes);
                 act.flushing = false;
@@ -191,6 +203,67 @@ impl MeetingsActor {
                 Command::Reserve(_, _, _, tx) | Command::Cancel(_, tx) => drop(tx.send(outcome)),
             }
         }
+    }
+
+    /// The mails and reminders a decided batch calls for: a new booking is confirmed (and
+    /// reminded later), a cancelled booking is told, when the agenda says so.
+    fn notices(
+        &self,
+        outcomes: &[Result<Meeting, MeetingsError>],
+        now: Timestamp,
+    ) -> (Vec<OutgoingMail>, Vec<ScheduledJob>) {
+        let rules = &self.settings.meetings;
+        let mut mails = Vec::new();
+        let mut jobs = Vec::new();
+        for m in outcomes.iter().flatten() {
+            let Some(account) = m.account_id else { continue };
+            let what = self.agenda.types.get(&m.meeting_type_id).map_or_else(
+                || self.settings.label.clone(),
+                |t| format!("{} ({})", t.label, self.settings.label),
+            );
+            let when = human(m.starts_at);
+            let (subject, body) = match m.status {
+                MeetingStatus::Confirmed => {
+                    if let Some(hours) = rules.reminder_hours {
+                        let due_at =
+                            m.starts_at - jiff::SignedDuration::from_hours(i64::from(hours));
+                        if due_at > now {
+                            jobs.push(ScheduledJob {
+                                kind: JobKind::MeetingReminder { meeting: m.id },
+                                due_at,
+                            });
+                        }
+                    }
+                    (
+                        format!("[Guichet] Appointment confirmed: {what}"),
+                        format!(
+                            "Your appointment \"{what}\" is booked for {when}.\nReference: {}\n",
+                            m.id
+                        ),
+                    )
+                }
+                MeetingStatus::Cancelled => (
+                    format!("[Guichet] Appointment cancelled: {what}"),
+                    format!(
+                        "Your appointment \"{what}\" of {when} is cancelled.\nReference: {}\n",
+                        m.id
+                    ),
+                ),
+                MeetingStatus::Held => continue,
+            };
+            if rules.notify_citizens {
+                mails.push(OutgoingMail {
+                    id: MailId::new(),
+                    channel: Channel::Email,
+                    to: Vec::new(),
+                    to_accounts: vec![account],
+                    subject,
+                    body,
+                    created_at: now,
+                });
+            }
+        }
+        (mails, jobs)
     }
 
     /// Tells slot subscribers which span changed.

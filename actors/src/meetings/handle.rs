@@ -23,6 +23,7 @@ use super::virtual_handle::{SlotAgenda, VirtualActor, VirtualHandle, load_virtua
 use crate::agenda::model::{AgendaKind, AgendaSettings};
 use crate::ids::{AccountId, AgendaId, MeetingId, MeetingTypeId};
 use crate::live::LiveHub;
+use crate::mail::MailNotifier;
 use crate::metrics::ActorMetrics;
 use crate::runtime::ActorRuntime;
 use crate::store::{MeetingsConfig, Store, StoreError};
@@ -206,6 +207,7 @@ struct RegistryInner {
     runtime: ActorRuntime,
     store: Store,
     live: LiveHub,
+    mail: MailNotifier,
     metrics: Arc<ActorMetrics>,
     actors: Mutex<HashMap<AgendaId, Arc<OnceCell<MeetingsHandle>>>>,
     virtuals: Mutex<HashMap<AgendaId, Arc<OnceCell<VirtualHandle>>>>,
@@ -237,6 +239,7 @@ impl MeetingsRegistry {
         runtime: ActorRuntime,
         store: Store,
         live: LiveHub,
+        mail: MailNotifier,
         metrics: Arc<ActorMetrics>,
     ) -> Self {
         Self {
@@ -244,6 +247,7 @@ impl MeetingsRegistry {
                 runtime,
                 store,
                 live,
+                mail,
                 metrics,
                 actors: Mutex::new(HashMap::new()),
                 virtuals: Mutex::new(HashMap::new()),
@@ -294,6 +298,7 @@ impl MeetingsRegistry {
                         agenda,
                         inner.store.clone(),
                         inner.live.clone(),
+                        inner.mail.clone(),
                         inner.metrics.clone(),
                     )
                 });

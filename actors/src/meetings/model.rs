@@ -46,6 +46,11 @@ pub struct MeetingsRules {
     pub maximal_booking_delay_days: u32,
     /// How long a temporary hold lasts, in minutes.
     pub hold_minutes: u32,
+    /// Mail citizens when they book a slot and when it is cancelled.
+    pub notify_citizens: bool,
+    /// Remind citizens this many hours before their appointment (email, and SMS to those who
+    /// gave a number).
+    pub reminder_hours: Option<u32>,
 }
 
 impl Default for MeetingsRules {
@@ -57,6 +62,8 @@ impl Default for MeetingsRules {
             minimal_booking_delay_days: 1,
             maximal_booking_delay_days: 56,
             hold_minutes: 15,
+            notify_citizens: false,
+            reminder_hours: None,
         }
     }
 }
@@ -74,6 +81,9 @@ impl MeetingsRules {
         }
         if self.hold_minutes == 0 || i64::from(self.hold_minutes) > MAX_HOLD_MINUTES {
             return Err(invalid("holdMinutes must be between 1 and 1440"));
+        }
+        if self.reminder_hours.is_some_and(|h| h == 0 || h > 24 * 60) {
+            return Err(invalid("reminderHours must be between 1 and 1440"));
         }
         Ok(self)
     }

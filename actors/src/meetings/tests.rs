@@ -291,3 +291,89 @@ fn virtual_agendas_merge_members_and_book_on_one_of_them() {
         );
     });
 }
+
+#[test]
+fn appointments_are_confirmed_reminded_once_and_their_cancellation_told() {
+    run(async {
+        let s = Services::start(Store::open("mem://").await.unwrap(), SessionPolicy::default())
+            .unwrap();
+        let settings = s
+            .agendas
+            .create_agenda(NewAgenda {
+                slug: "passeports-rappels".into(),
+                label: "Passeports".into(),
+                kind: AgendaKind::Meetings,
+                fill_notifications: FillNotifications::default(),
+                auto_promote_waiting_list: false,
+                services: vec![],
+                meetings: Some(MeetingsRules {
+                    minimal_booking_delay_days: 0,
+                    closed_on_public_holidays: false,
+                    notify_citizens: true,
+                    reminder_hours: Some(2),
+                    ..MeetingsRules::default()
+                }),
+                events: None,
+                category: None,
+                resources: vec![],
+            })
+            .await
+            .unwrap();
+        let h = s.meetings.get(settings.id).await.unwrap();
+        let d = h.add_desk("Guichet".into()).await.unwrap().id;
+        h.add_periods(NewPeriods {
+            desk_ids: vec![d],
+            rule: PeriodRule::Date(tomorrow()),
+            start: time(9, 0, 0, 0),
+            end: time(12, 0, 0, 0),
+        })
+        .await
+        .unwrap();
+        let t = h
+            .add_meeting_type(NewMeetingType {
+                label: "Passeport".into(),
+                slug: None,
+                duration_minutes: 30,
+            })
+            .await
+            .unwrap();
+        let nine = tomorrow().at(9, 0, 0, 0).to_zoned(paris()).unwrap().timestamp();
+        let meeting = h.book(booking(t.id, nine)).await.unwrap();
+        let outbox = s.store.outbox(10).await.unwrap();
+        assert_eq!(outbox.len(), 1);
+        assert!(outbox[0].mail.subject.starts_with("[Guichet] Appointment confirmed: Passeport"));
+        assert_eq!(outbox[0].mail.to_accounts, vec![meeting.account_id.unwrap()]);
+
+        // Two hours before, the scheduler reminds by email and SMS, once.
+        let scheduler = crate::scheduler::Scheduler::new(
+            s.store.clone(),
+            s.agendas.clone(),
+            s.meetings.clone(),
+            s.mail.clone(),
+        );
+        let due = nine - jiff::SignedDuration::from_mins(119);
+        let claimed = s.store.claim_due_jobs(due, 10).await.unwrap();
+        let reminder: Vec<_> = claimed
+            .iter()
+            .filter(|c| matches!(c.job.kind, crate::scheduler::JobKind::MeetingReminder { .. }))
+            .collect();
+        assert_eq!(reminder.len(), 1);
+        scheduler.run_job(reminder[0], due).await.unwrap();
+        assert!(scheduler.run_job(reminder[0], due).await.is_err(), "finished once");
+        let outbox = s.store.outbox(10).await.unwrap();
+        assert_eq!(outbox.len(), 3);
+        let reminders =
+            outbox.iter().filter(|m| m.mail.subject == "[Guichet] Reminder: Passeports");
+        assert_eq!(reminders.count(), 2, "email and SMS");
+
+        // Cancelled: told.
+        h.cancel(meeting.id).await.unwrap();
+        let outbox = s.store.outbox(10).await.unwrap();
+        assert_eq!(outbox.len(), 4);
+        assert!(
+            outbox
+                .iter()
+                .any(|m| m.mail.subject.starts_with("[Guichet] Appointment cancelled: Passeport"))
+        );
+    });
+}

@@ -28,6 +28,7 @@ struct JobRecord {
 pub(super) fn job_row(job: &ScheduledJob, now: Timestamp) -> Value {
     let (kind, subject, agenda) = match &job.kind {
         JobKind::DayChange => ("day-change", String::new(), None),
+        JobKind::MeetingReminder { meeting } => ("meeting-reminder", meeting.to_string(), None),
         JobKind::Reminder { booking } => ("reminder", booking.to_string(), None),
         JobKind::HoldExpiry { agenda, meeting } => {
             ("hold", meeting.to_string(), Some(agenda.to_string()))
@@ -54,6 +55,7 @@ impl JobRecord {
         let kind = match self.kind.as_str() {
             "reminder" => JobKind::Reminder { booking: parse_id(&self.subject)? },
             "day-change" => JobKind::DayChange,
+            "meeting-reminder" => JobKind::MeetingReminder { meeting: parse_id(&self.subject)? },
             "hold" => JobKind::HoldExpiry {
                 agenda: parse_id(self.agenda.as_deref().unwrap_or_default())?,
                 meeting: parse_id(&self.subject)?,

@@ -399,8 +399,14 @@ impl Store {
         &self,
         meetings: &[Meeting],
         resources: &[crate::ids::ResourceId],
+        mails: &[crate::mail::OutgoingMail],
+        scheduled: &[ScheduledJob],
         now: Timestamp,
     ) -> Result<(), StoreError> {
+        let mails: Vec<Value> = mails
+            .iter()
+            .map(|m| json(&super::records::OutboxRecord::queued(m, now)))
+            .collect::<Result<_, _>>()?;
         // The agenda's resources are held by each meeting (a hold until it lapses) and released
         // when it is cancelled.
         let reserve: Vec<Value> = if resources.is_empty() {
@@ -463,6 +469,7 @@ impl Store {
                 };
                 Some(super::jobs::job_row(&job, now))
             })
+            .chain(scheduled.iter().map(|j| super::jobs::job_row(j, now)))
             .collect();
         let has_jobs = !jobs.is_empty();
         self.write(
@@ -481,13 +488,15 @@ impl Store {
              FOR $m IN $meetings {
                 UPSERT type::record('meeting', $m.id) CONTENT $m RETURN NONE;
              };
-             FOR $j IN $jobs { UPSERT type::record('job', $j.key) CONTENT $j RETURN NONE; };\n",
+             FOR $j IN $jobs { UPSERT type::record('job', $j.key) CONTENT $j RETURN NONE; };
+             IF array::len($mails) > 0 { INSERT INTO outbox $mails RETURN NONE; };\n",
                 super::resources::RESERVE,
                 "COMMIT TRANSACTION;",
             ]
             .concat(),
             vec![
                 ("reserve", Value::Array(reserve)),
+                ("mails", Value::Array(mails)),
                 ("jobs", Value::Array(jobs)),
                 ("releases", Value::Array(releases)),
                 ("claims", Value::Array(claims)),

@@ -125,6 +125,10 @@ struct MeetingsRulesRecord {
     minimal_booking_delay_days: u32,
     maximal_booking_delay_days: u32,
     hold_minutes: u32,
+    #[serde(default)]
+    notify_citizens: bool,
+    #[serde(default)]
+    reminder_hours: Option<u32>,
 }
 
 impl AgendaRecord {
@@ -146,6 +150,8 @@ impl AgendaRecord {
                     minimal_booking_delay_days: m.minimal_booking_delay_days,
                     maximal_booking_delay_days: m.maximal_booking_delay_days,
                     hold_minutes: m.hold_minutes,
+                    notify_citizens: m.notify_citizens,
+                    reminder_hours: m.reminder_hours,
                 }
             }),
             events: (a.kind == AgendaKind::Events).then(|| {
@@ -186,6 +192,8 @@ impl AgendaRecord {
                 minimal_booking_delay_days: m.minimal_booking_delay_days,
                 maximal_booking_delay_days: m.maximal_booking_delay_days,
                 hold_minutes: m.hold_minutes,
+                notify_citizens: m.notify_citizens,
+                reminder_hours: m.reminder_hours,
             }),
             events: self.events.map_or_else(EventRules::default, |r| EventRules {
                 minimal_booking_delay_days: r.minimal_booking_delay_days,
