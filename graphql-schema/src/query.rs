@@ -109,6 +109,24 @@ impl AgendaQuery {
         Ok(services.agendas.agendas().await.gql()?.iter().map(Agenda::from).collect())
     }
 
+    /// The categories agendas are listed under, by slug, with how many agendas each has.
+    async fn agenda_categories(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Vec<crate::types::AgendaCategory>> {
+        let services = ctx.data::<Services>()?;
+        let mut counts = std::collections::BTreeMap::<String, i32>::new();
+        for a in services.agendas.agendas().await.gql()? {
+            if let Some(c) = a.category {
+                *counts.entry(c).or_default() += 1;
+            }
+        }
+        Ok(counts
+            .into_iter()
+            .map(|(slug, agenda_count)| crate::types::AgendaCategory { slug, agenda_count })
+            .collect())
+    }
+
     /// One agenda, by id or by slug.
     async fn agenda(
         &self,

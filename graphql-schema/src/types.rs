@@ -175,6 +175,15 @@ pub struct CreateAgendaInput {
     pub resource_ids: Vec<ID>,
 }
 
+/// A category of agendas.
+#[derive(SimpleObject)]
+pub struct AgendaCategory {
+    /// Its slug (agendas give it as `category`).
+    pub slug: String,
+    /// How many agendas it holds.
+    pub agenda_count: i32,
+}
+
 /// An agenda.
 #[derive(SimpleObject)]
 #[graphql(complex)]

@@ -386,6 +386,12 @@ fn listings_page_through_events_by_start_with_filters_and_months() {
             .await
             .unwrap();
         assert_eq!(r.data()["events"]["totalCount"], 3);
+        let r =
+            citizen.request("{ agendaCategories { slug agendaCount } }", json!({})).await.unwrap();
+        assert_eq!(
+            r.data()["agendaCategories"],
+            json!([{ "slug": "culture", "agendaCount": 1 }, { "slug": "sport", "agendaCount": 1 }])
+        );
         let r = citizen
             .request(query, json!({ "f": { "from": "tomorrow" }, "after": null }))
             .await
