@@ -12,7 +12,7 @@ use tokio::sync::watch;
 
 use crate::agenda::AgendaRegistry;
 use crate::agenda::model::{AgendaError, BookingStatus};
-use crate::ids::{AgendaId, BookingId, MailId, MeetingId};
+use crate::ids::{AccountId, AgendaId, BookingId, MailId, MeetingId};
 use crate::mail::{Channel, MailNotifier, OutgoingMail};
 use crate::meetings::MeetingsRegistry;
 use crate::meetings::model::MeetingStatus;
@@ -232,16 +232,8 @@ impl Scheduler {
             human(event.starts_at),
             view.id
         );
-        let mail = |channel| OutgoingMail {
-            id: MailId::new(),
-            channel,
-            to: Vec::new(),
-            to_accounts: vec![view.account_id],
-            subject: format!("[Guichet] Reminder: {}", event.label),
-            body: format!("{text}\n"),
-            created_at: now,
-        };
-        Ok(Reminder::Send(vec![mail(Channel::Email), mail(Channel::Sms)]))
+        let subject = format!("[Guichet] Reminder: {}", event.label);
+        Ok(Reminder::Send(reminder_messages(view.account_id, &subject, &text, now)))
     }
 }
 
@@ -265,17 +257,29 @@ impl Scheduler {
             human(m.starts_at),
             m.id
         );
-        let mail = |channel| OutgoingMail {
+        Ok(reminder_messages(account, &format!("[Guichet] Reminder: {label}"), &text, now))
+    }
+}
+
+/// A reminder to one account: an email, and the same text by SMS (sent if they gave a number).
+fn reminder_messages(
+    account: AccountId,
+    subject: &str,
+    text: &str,
+    now: Timestamp,
+) -> Vec<OutgoingMail> {
+    [Channel::Email, Channel::Sms]
+        .into_iter()
+        .map(|channel| OutgoingMail {
             id: MailId::new(),
             channel,
             to: Vec::new(),
             to_accounts: vec![account],
-            subject: format!("[Guichet] Reminder: {label}"),
+            subject: subject.to_owned(),
             body: format!("{text}\n"),
             created_at: now,
-        };
-        Ok(vec![mail(Channel::Email), mail(Channel::Sms)])
-    }
+        })
+        .collect()
 }
 
 /// Whatever no longer exists drops a reminder; an unavailable store retries it.

@@ -18,7 +18,7 @@ use jiff::civil::Date;
 use crate::context::Caller;
 use crate::error::{BadInput, GqlResultExt};
 use crate::meetings::{Weekday, parse_date, parse_time};
-use crate::query::{owned_booking, parse_id, read_event};
+use crate::query::{owned_booking, parse_id, parse_ids, read_event};
 use crate::scalars::DateTime;
 use crate::types::{Booking, Event};
 
@@ -638,11 +638,7 @@ impl EventsMutation {
             description: input.description,
             url: input.url,
             publication_at: input.publication_at.map(|d| d.0),
-            resources: input
-                .resource_ids
-                .iter()
-                .map(|r| parse_id(r, "resource"))
-                .collect::<Result<_, _>>()?,
+            resources: parse_ids(&input.resource_ids, "resource")?,
         };
         let (rule, count) = services.agendas.add_recurrence(agenda, rule).await.gql()?;
         Ok(CreateRecurrencePayload {
@@ -758,7 +754,8 @@ impl EventsMutation {
             publication_at: input.publication_at.map(|d| d.0),
             resources: input
                 .resource_ids
-                .map(|ids| ids.iter().map(|r| parse_id(r, "resource")).collect::<Result<_, _>>())
+                .as_deref()
+                .map(|ids| parse_ids(ids, "resource"))
                 .transpose()?,
         };
         let (view, _) = services.agendas.update_event(id, patch).await.gql()?;

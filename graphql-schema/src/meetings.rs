@@ -18,7 +18,7 @@ use tokio_stream::wrappers::BroadcastStream;
 
 use crate::context::Caller;
 use crate::error::{BadInput, GqlResultExt};
-use crate::query::parse_id;
+use crate::query::{parse_id, parse_ids};
 use crate::scalars::DateTime;
 use crate::subscription::{Open, until_session_ends};
 
@@ -675,8 +675,7 @@ impl MeetingsMutation {
         ctx.data::<Caller>()?.may(Action::ManageAgendas)?;
         let handle = meetings_agenda(ctx, &input.agenda_id).await?;
         let rule = rule_of(input.weekday, input.weeks_of_month, input.date)?;
-        let desk_ids: Vec<DeskId> =
-            input.desk_ids.iter().map(|d| parse_id(d, "desk")).collect::<Result<_, _>>()?;
+        let desk_ids: Vec<DeskId> = parse_ids(&input.desk_ids, "desk")?;
         let periods = handle
             .add_periods(NewPeriods {
                 desk_ids,
@@ -697,8 +696,7 @@ impl MeetingsMutation {
     ) -> async_graphql::Result<TimeException> {
         ctx.data::<Caller>()?.may(Action::ManageAgendas)?;
         let handle = meetings_agenda(ctx, &input.agenda_id).await?;
-        let desk_ids: Vec<DeskId> =
-            input.desk_ids.iter().map(|d| parse_id(d, "desk")).collect::<Result<_, _>>()?;
+        let desk_ids: Vec<DeskId> = parse_ids(&input.desk_ids, "desk")?;
         let e = handle
             .add_exception(NewException {
                 desk_ids,

@@ -9,7 +9,7 @@ use async_graphql::{Context, ID, Object};
 
 use crate::context::Caller;
 use crate::error::{BadInput, GqlResultExt};
-use crate::query::{owned_booking, parse_id};
+use crate::query::{owned_booking, parse_id, parse_ids};
 use crate::scalars::DateTime;
 use crate::types::{
     Agenda, BookEventsInput, Booking, CreateAccountInput, CreateAgendaInput, CreateEventInput,
@@ -191,11 +191,7 @@ impl AgendaMutation {
                 meetings: input.meetings.map(|m| m.into_rules()).transpose()?,
                 events: input.events.map(|e| e.into_rules()).transpose()?,
                 category: input.category,
-                resources: input
-                    .resource_ids
-                    .iter()
-                    .map(|r| parse_id(r, "resource"))
-                    .collect::<Result<_, _>>()?,
+                resources: parse_ids(&input.resource_ids, "resource")?,
             })
             .await
             .gql()?;
@@ -224,11 +220,7 @@ impl AgendaMutation {
                     description: input.description,
                     url: input.url,
                     publication_at: input.publication_at.map(|d| d.0),
-                    resources: input
-                        .resource_ids
-                        .iter()
-                        .map(|r| parse_id(r, "resource"))
-                        .collect::<Result<_, _>>()?,
+                    resources: parse_ids(&input.resource_ids, "resource")?,
                 },
             )
             .await
@@ -254,8 +246,7 @@ impl AgendaMutation {
         if input.event_ids.len() > 100 {
             return Err(BadInput("at most 100 events per booking".into())).gql();
         }
-        let event_ids: Vec<EventId> =
-            input.event_ids.iter().map(|id| parse_id(id, "event")).collect::<Result<_, _>>()?;
+        let event_ids: Vec<EventId> = parse_ids(&input.event_ids, "event")?;
         let agendas = services.agendas.agendas_of(&event_ids).await.gql()?;
         let mut by_agent = true;
         for handle in &agendas {

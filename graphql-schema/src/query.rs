@@ -21,6 +21,11 @@ pub(crate) fn parse_id<T: FromStr>(id: &ID, what: &str) -> async_graphql::Result
     })
 }
 
+/// Parses a list of opaque ids; the first malformed one is `NOT_FOUND`.
+pub(crate) fn parse_ids<T: FromStr>(ids: &[ID], what: &str) -> async_graphql::Result<Vec<T>> {
+    ids.iter().map(|id| parse_id(id, what)).collect()
+}
+
 /// The events of an agenda the caller may see, by start: agents of the agenda see them all,
 /// others only those published and not started yet.
 pub(crate) async fn visible_events(

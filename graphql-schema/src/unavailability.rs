@@ -8,7 +8,7 @@ use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
 
 use crate::context::Caller;
 use crate::error::GqlResultExt;
-use crate::query::parse_id;
+use crate::query::{parse_id, parse_ids};
 use crate::scalars::DateTime;
 
 /// A period of an unavailability calendar.
@@ -162,8 +162,7 @@ impl UnavailabilityMutation {
         let services = ctx.data::<Services>()?;
         let calendar: CalendarId = parse_id(&calendar_id, "calendar")?;
         let agenda: AgendaId = parse_id(&agenda_id, "agenda")?;
-        let desks: Vec<DeskId> =
-            desk_ids.iter().map(|d| parse_id(d, "desk")).collect::<Result<_, _>>()?;
+        let desks: Vec<DeskId> = parse_ids(&desk_ids, "desk")?;
         let link = services.unavailability.link(calendar, agenda, desks).await.gql()?;
         Ok(CalendarLinkView::from(&link))
     }

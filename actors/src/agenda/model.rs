@@ -745,6 +745,9 @@ impl Ledger {
     }
 }
 
+/// The rules of an agenda this ledger does not hold (never the case for a well-formed batch).
+static NO_RULES: EventRules = EventRules::NONE;
+
 /// A batch being applied: the base ledger plus the events changed so far.
 #[derive(Debug)]
 pub struct Working<'a> {
@@ -767,12 +770,13 @@ impl<'a> Working<'a> {
         self.changed.get_mut(&id)
     }
 
-    fn rules_of(&self, event: &EventState) -> EventRules {
+    fn rules_of(&self, event: &EventState) -> &'a EventRules {
         self.rules_of_agenda(event.agenda_id)
     }
 
-    fn rules_of_agenda(&self, agenda: AgendaId) -> EventRules {
-        self.base.agendas.get(&agenda).map(|a| a.events.clone()).unwrap_or_default()
+    /// Borrowed from the base ledger: read on every booking, never cloned.
+    fn rules_of_agenda(&self, agenda: AgendaId) -> &'a EventRules {
+        self.base.agendas.get(&agenda).map_or(&NO_RULES, |a| &a.events)
     }
 
     fn event_of_booking(&self, booking: BookingId) -> Option<EventId> {

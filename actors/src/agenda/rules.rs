@@ -45,6 +45,20 @@ pub struct InvalidRules(pub String);
 const MAX_DAYS: u32 = 3 * 366;
 
 impl EventRules {
+    /// No delay, no deadline, no mail, no absence reason (the default, as a constant).
+    pub const NONE: Self = Self {
+        minimal_booking_delay_days: 0,
+        minimal_delay_in_working_days: false,
+        maximal_booking_delay_days: None,
+        cancellation_deadline_hours: None,
+        citizen_notifications: CitizenNotifications {
+            on_booking: false,
+            on_cancellation: false,
+            reminder_hours: None,
+        },
+        absence_reasons: Vec::new(),
+    };
+
     /// Checks the rules and normalises the absence reasons.
     pub fn validate(mut self) -> Result<Self, InvalidRules> {
         if self.minimal_booking_delay_days > MAX_DAYS {

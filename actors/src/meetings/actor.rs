@@ -450,7 +450,7 @@ impl Handler<GetSlots> for MeetingsActor {
             .into_iter()
             .filter(|m| m.status == MeetingStatus::Held && m.occupies(now))
             .filter(|m| msg.lock_code.is_some() && m.lock_code == msg.lock_code)
-            .map(|m| format!("meeting-{}", m.id))
+            .map(|m| crate::store::meeting_owner(m.id))
             .collect();
         Ok(slots
             .into_iter()

@@ -941,6 +941,7 @@ impl MeetingsAgenda {
         let shown = || start.to_zoned(self.tz.clone()).strftime("%Y-%m-%dT%H:%M%:z").to_string();
         if self.resource_bound {
             let lock = req.lock_code.as_deref();
+            // Reservations name meetings `meeting-<id>` (`store::meeting_owner`).
             let own_meeting = |owner: &str| {
                 owner
                     .strip_prefix("meeting-")

@@ -215,14 +215,7 @@ mod tests {
     }
 
     async fn schedule(store: &Store, job: &ScheduledJob) {
-        let now = Timestamp::now();
-        store
-            .write(
-                &format!("BEGIN TRANSACTION; {UPSERT_JOBS} COMMIT TRANSACTION;"),
-                vec![("jobs", Value::Array(vec![job_row(job, now)]))],
-            )
-            .await
-            .unwrap();
+        store.schedule_job(job).await.unwrap();
     }
 
     fn mail() -> OutgoingMail {

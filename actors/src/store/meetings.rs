@@ -415,7 +415,7 @@ impl Store {
             meetings
                 .iter()
                 .map(|m| {
-                    let owner = format!("meeting-{}", m.id);
+                    let owner = super::meeting_owner(m.id);
                     match m.status {
                         MeetingStatus::Cancelled => {
                             super::resources::reserve_row(&owner, &[], m.starts_at, m.ends_at, None)

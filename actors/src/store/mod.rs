@@ -238,25 +238,26 @@ impl Store {
 
     /// The addresses of some accounts (those that still exist), in the order given.
     pub async fn account_emails(&self, ids: &[AccountId]) -> Result<Vec<String>, StoreError> {
-        // Point lookups: a mail has one recipient account, or the few of a cancelled event.
-        let mut emails = Vec::with_capacity(ids.len());
-        for id in ids {
-            if let Some(account) = self.account(*id).await? {
-                emails.push(account.email);
-            }
-        }
-        Ok(emails)
+        self.account_fields(ids, |a| Some(a.email)).await
     }
 
     /// The phone numbers of some accounts (those that have one).
     pub async fn account_phones(&self, ids: &[AccountId]) -> Result<Vec<String>, StoreError> {
-        let mut phones = Vec::with_capacity(ids.len());
+        self.account_fields(ids, |a| a.phone).await
+    }
+
+    /// One field of some accounts, in the order given, leaving out missing accounts and fields.
+    async fn account_fields(
+        &self,
+        ids: &[AccountId],
+        field: impl Fn(AccountRecord) -> Option<String>,
+    ) -> Result<Vec<String>, StoreError> {
+        // Point lookups: a message has one recipient account, or the few of a cancelled event.
+        let mut values = Vec::with_capacity(ids.len());
         for id in ids {
-            if let Some(phone) = self.account(*id).await?.and_then(|a| a.phone) {
-                phones.push(phone);
-            }
+            values.extend(self.account(*id).await?.and_then(&field));
         }
-        Ok(phones)
+        Ok(values)
     }
 
     /// Sets or clears an account's phone number (already normalised).
@@ -770,6 +771,11 @@ fn parse_id<T: std::str::FromStr>(s: &str) -> Result<T, StoreError> {
 /// How reservations name an event.
 pub fn event_owner(id: EventId) -> String {
     format!("event-{id}")
+}
+
+/// How reservations name a meeting.
+pub fn meeting_owner(id: crate::ids::MeetingId) -> String {
+    format!("meeting-{id}")
 }
 
 /// The reservation row of an event that holds resources (and is not cancelled).
