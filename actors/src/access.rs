@@ -111,6 +111,35 @@ pub enum Action<'a> {
         /// Whose record.
         account: AccountId,
     },
+    /// Design forms and workflows.
+    ManageForms,
+    /// Submit a form on someone's behalf (phone, counter...): agents of these roles.
+    SubmitOnBehalf {
+        /// The form's back-office submission roles.
+        roles: &'a [String],
+    },
+    /// See a demand's content: its submitter, agents of the roles playing its functions,
+    /// agents given its tracking code, administrators.
+    SeeDemand {
+        /// The person it is for.
+        submitter: Option<AccountId>,
+        /// Roles playing its functions.
+        content_roles: &'a [String],
+        /// Agents given access through the tracking code.
+        granted: &'a [AccountId],
+    },
+    /// See that a demand exists and its summary: those who see its content, and agents of the
+    /// form's summary roles.
+    SeeDemandSummary {
+        /// The person it is for.
+        submitter: Option<AccountId>,
+        /// Roles playing its functions.
+        content_roles: &'a [String],
+        /// The form's summary roles.
+        summary_roles: &'a [String],
+        /// Agents given access through the tracking code.
+        granted: &'a [AccountId],
+    },
     /// Cancel a booking owned by `owner`.
     CancelBooking {
         /// Services whose agents manage the agenda.
@@ -154,8 +183,36 @@ pub fn authorize(principal: &Principal, action: Action<'_>) -> Result<(), Access
             _ => Err(AccessError::Unauthenticated),
         };
     };
+    // Demands name roles explicitly: an empty list means nobody, not every agent.
+    let holds_any = |roles: &[String]| {
+        principal
+            .roles()
+            .is_some_and(|r| r.admin || r.agent_roles.iter().any(|x| roles.contains(x)))
+    };
     let allowed = match action {
-        Action::ManageAgendas | Action::ManageAccounts | Action::SeeOutbox => principal.is_admin(),
+        Action::ManageAgendas
+        | Action::ManageAccounts
+        | Action::SeeOutbox
+        | Action::ManageForms => principal.is_admin(),
+        Action::SubmitOnBehalf { roles } => holds_any(roles),
+        Action::SeeDemand { submitter, content_roles, granted } => {
+            if submitter == Some(me) || granted.contains(&me) || holds_any(content_roles) {
+                true
+            } else {
+                return Err(AccessError::Hidden);
+            }
+        }
+        Action::SeeDemandSummary { submitter, content_roles, summary_roles, granted } => {
+            if submitter == Some(me)
+                || granted.contains(&me)
+                || holds_any(content_roles)
+                || holds_any(summary_roles)
+            {
+                true
+            } else {
+                return Err(AccessError::Hidden);
+            }
+        }
         Action::SeeEvent { agenda_services, published } => {
             if published || principal.is_agent_for(agenda_services) {
                 true
@@ -216,6 +273,35 @@ mod tests {
         assert_eq!(authorize(&me, mine), Ok(()));
         assert_eq!(authorize(&me, other), Err(AccessError::Forbidden));
         assert_eq!(authorize(&me, Action::ManageAgendas), Err(AccessError::Forbidden));
+    }
+
+    #[test]
+    fn demands_are_seen_by_their_submitter_and_the_roles_named() {
+        let me = citizen();
+        let police = agent("police");
+        let culture = agent("culture");
+        let roles = vec!["police".to_owned()];
+        let summary = vec!["culture".to_owned()];
+        let mine = me.account_id();
+        let see = Action::SeeDemand { submitter: mine, content_roles: &roles, granted: &[] };
+        assert_eq!(authorize(&me, see), Ok(()));
+        assert_eq!(authorize(&police, see), Ok(()));
+        assert_eq!(authorize(&culture, see), Err(AccessError::Hidden));
+        assert_eq!(authorize(&Principal::Anonymous, see), Err(AccessError::Unauthenticated));
+        let listed = Action::SeeDemandSummary {
+            submitter: mine,
+            content_roles: &roles,
+            summary_roles: &summary,
+            granted: &[],
+        };
+        assert_eq!(authorize(&culture, listed), Ok(()));
+        assert_eq!(authorize(&agent("sport"), listed), Err(AccessError::Hidden));
+        // No role named: no agent, whatever their roles.
+        let none = Action::SeeDemand { submitter: None, content_roles: &[], granted: &[] };
+        assert_eq!(authorize(&police, none), Err(AccessError::Hidden));
+        let granted = [police.account_id().unwrap()];
+        let given = Action::SeeDemand { submitter: None, content_roles: &[], granted: &granted };
+        assert_eq!(authorize(&police, given), Ok(()));
     }
 
     #[test]

@@ -15,6 +15,8 @@ pub enum ErrorCode {
     BadUserInput,
     /// No place is left, neither confirmed nor on the waiting list.
     Full,
+    /// The caller asked too often; retrying later may work.
+    RateLimited,
     /// A dependency is temporarily out of reach; retrying later may work.
     Unavailable,
     /// A bug or an unexpected failure; details are logged, never sent.
@@ -31,6 +33,7 @@ impl ErrorCode {
             ErrorCode::Unauthenticated => "UNAUTHENTICATED",
             ErrorCode::BadUserInput => "BAD_USER_INPUT",
             ErrorCode::Full => "FULL",
+            ErrorCode::RateLimited => "RATE_LIMITED",
             ErrorCode::Unavailable => "UNAVAILABLE",
             ErrorCode::Internal => "INTERNAL_SERVER_ERROR",
         }

@@ -97,3 +97,15 @@ entity_id!(
     /// A meeting: a booked or held slot on one desk.
     MeetingId
 );
+entity_id!(
+    /// A form definition (all its versions).
+    FormId
+);
+entity_id!(
+    /// A workflow definition (all its versions).
+    WorkflowId
+);
+entity_id!(
+    /// A demand: one submission of a form, and its life in the workflow.
+    DemandId
+);

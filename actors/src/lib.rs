@@ -3,6 +3,7 @@
 //!
 //! - `agenda`: events agendas; `AgendaActor` owns each agenda and decides every booking.
 //! - `meetings`: meetings agendas; `MeetingsActor` owns each one and decides every slot booking.
+//! - `demands`: forms, workflows and demands; `DemandActor` owns each live demand.
 //! - `datasource`: agendas' events and slots as choices for forms.
 //! - `duplicate`: copies of agendas and events.
 //! - `account`: registration and password checks.
@@ -22,6 +23,7 @@ pub mod access;
 pub mod account;
 pub mod agenda;
 pub mod datasource;
+pub mod demands;
 pub mod duplicate;
 pub mod error;
 pub mod ids;
@@ -51,6 +53,8 @@ pub struct Services {
     pub agendas: agenda::AgendaRegistry,
     /// Meetings agendas: slots, bookings and holds.
     pub meetings: meetings::MeetingsRegistry,
+    /// Forms, workflows and demands.
+    pub demands: demands::Demands,
     /// Accounts.
     pub accounts: account::Accounts,
     /// Rooms and equipment.
@@ -92,6 +96,16 @@ impl Services {
             mail.clone(),
             metrics.clone(),
         );
+        let demands = demands::Demands::new(
+            runtime.clone(),
+            store.clone(),
+            live.clone(),
+            mail.clone(),
+            metrics.clone(),
+            agendas.clone(),
+            meetings.clone(),
+            demands::DEFAULT_IDLE,
+        );
         let accounts = account::Accounts::new(store.clone());
         let resources = resources::Resources::new(store.clone());
         let unavailability =
@@ -103,6 +117,7 @@ impl Services {
             runtime,
             agendas,
             meetings,
+            demands,
             accounts,
             resources,
             unavailability,

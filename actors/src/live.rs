@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::broadcast;
 
 use crate::agenda::model::{BookingView, FillLevel};
-use crate::ids::{AgendaId, EventId};
+use crate::ids::{AgendaId, DemandId, EventId};
 
 /// The free slots of a meetings agenda changed between two instants (a booking, a hold, a
 /// cancellation, a new period or exception): subscribers re-read the slots they show there.
@@ -26,6 +26,15 @@ pub struct SlotsChanged {
     pub from: jiff::Timestamp,
     /// End of the changed span.
     pub to: jiff::Timestamp,
+}
+
+/// A demand changed: its state after the change and the history entries the change added.
+#[derive(Debug, Clone)]
+pub struct DemandChanged {
+    /// The demand after the change (its `version` is the sequence number).
+    pub demand: Arc<crate::demands::model::Demand>,
+    /// Entries added.
+    pub history: Arc<Vec<crate::demands::model::HistoryEntry>>,
 }
 
 /// How many updates a slow subscriber may fall behind before it must take a fresh snapshot.
@@ -72,6 +81,7 @@ pub struct LiveHub {
     fill_levels: Arc<Topics<EventId, FillLevel>>,
     bookings: Arc<Topics<AgendaId, BookingChanged>>,
     slots: Arc<Topics<AgendaId, SlotsChanged>>,
+    demands: Arc<Topics<DemandId, DemandChanged>>,
 }
 
 impl Default for LiveHub {
@@ -80,6 +90,7 @@ impl Default for LiveHub {
             fill_levels: Arc::new(Topics::new()),
             bookings: Arc::new(Topics::new()),
             slots: Arc::new(Topics::new()),
+            demands: Arc::new(Topics::new()),
         }
     }
 }
@@ -113,5 +124,15 @@ impl LiveHub {
     /// Publishes a slot change (called by meetings actors after a durable write).
     pub fn publish_slots(&self, change: SlotsChanged) {
         self.slots.publish(change.agenda_id, change);
+    }
+
+    /// Receives the changes of a demand from now on.
+    pub fn subscribe_demand(&self, demand: DemandId) -> broadcast::Receiver<DemandChanged> {
+        self.demands.subscribe(demand)
+    }
+
+    /// Publishes a demand change (called by demand actors after a durable write).
+    pub fn publish_demand(&self, change: DemandChanged) {
+        self.demands.publish(change.demand.id, change);
     }
 }

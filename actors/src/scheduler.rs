@@ -12,7 +12,8 @@ use tokio::sync::watch;
 
 use crate::agenda::AgendaRegistry;
 use crate::agenda::model::{AgendaError, BookingStatus};
-use crate::ids::{AccountId, AgendaId, BookingId, MailId, MeetingId};
+use crate::demands::Demands;
+use crate::ids::{AccountId, AgendaId, BookingId, DemandId, MailId, MeetingId};
 use crate::mail::{Channel, MailNotifier, OutgoingMail};
 use crate::meetings::MeetingsRegistry;
 use crate::meetings::model::MeetingStatus;
@@ -35,6 +36,15 @@ pub enum JobKind {
     /// Local midnight: booking delays count in days, so every meetings agenda's window moves;
     /// tell free-slot subscribers. Runs every day.
     DayChange,
+    /// A timed jump of a demand's workflow is due (if the demand has not moved since).
+    DemandTimeout {
+        /// The demand.
+        demand: DemandId,
+        /// The jump item.
+        item: String,
+        /// The arrival in the status it was scheduled for.
+        arrival: u64,
+    },
     /// A hold of a meetings agenda lapses: tell free-slot subscribers the slot is free again.
     HoldExpiry {
         /// The meetings agenda.
@@ -52,6 +62,9 @@ impl JobKind {
             JobKind::HoldExpiry { meeting, .. } => format!("hold-{meeting}"),
             JobKind::DayChange => "day-change".to_owned(),
             JobKind::MeetingReminder { meeting } => format!("meeting-reminder-{meeting}"),
+            JobKind::DemandTimeout { demand, item, .. } => {
+                format!("demand-timeout-{demand}-{item}")
+            }
         }
     }
 }
@@ -82,6 +95,7 @@ pub struct Scheduler {
     store: Store,
     agendas: AgendaRegistry,
     meetings: MeetingsRegistry,
+    demands: Demands,
     mail: MailNotifier,
 }
 
@@ -91,9 +105,10 @@ impl Scheduler {
         store: Store,
         agendas: AgendaRegistry,
         meetings: MeetingsRegistry,
+        demands: Demands,
         mail: MailNotifier,
     ) -> Self {
-        Self { store, agendas, meetings, mail }
+        Self { store, agendas, meetings, demands, mail }
     }
 
     /// Runs until `shutdown` turns true.
@@ -167,6 +182,16 @@ impl Scheduler {
                     handle.window_moved();
                 }
                 self.store.reschedule_job(&key, claimed.lease_us, next_midnight(now)).await
+            }
+            JobKind::DemandTimeout { demand, item, arrival } => {
+                // The demand's actor writes the jump (or nothing, if it moved) durably first; a
+                // crash before the job is finished runs it again, and the arrival check makes
+                // that second run do nothing.
+                self.demands
+                    .timeout(*demand, item, *arrival)
+                    .await
+                    .map_err(|e| StoreError::Database(format!("demand timeout: {e}")))?;
+                self.store.finish_job(&key, claimed.lease_us, &[]).await
             }
             JobKind::HoldExpiry { agenda, .. } => {
                 if let Ok(handle) = self.meetings.get(*agenda).await {

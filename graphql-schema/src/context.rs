@@ -15,12 +15,14 @@ pub struct Caller {
     pub session: Option<SessionHandle>,
     /// Their bearer token, kept only to log out.
     pub token: Option<String>,
+    /// Their network address, for per-client rate limits.
+    pub client: Option<String>,
 }
 
 impl Caller {
     /// Nobody signed in.
     pub fn anonymous() -> Self {
-        Self { principal: Principal::Anonymous, session: None, token: None }
+        Self { principal: Principal::Anonymous, session: None, token: None, client: None }
     }
 
     /// Checks an action against the single policy.

@@ -3,7 +3,7 @@
 //!
 //! - `query`, `mutation`, `subscription`: the operations, split per aggregate and merged here;
 //!   `events` holds recurrences, listings and attendance of events agendas, `meetings` the
-//!   types and operations of meetings agendas.
+//!   types and operations of meetings agendas, `demands` forms, workflows and demands.
 //! - `types`, `scalars`: the wire types, converted from domain views.
 //! - `context`: the caller of a request.
 //! - `error`: the single translation of errors into GraphQL errors with `extensions.code`.
@@ -11,6 +11,7 @@
 //! Invariant: no resolver returns an error without a code (`.gql()` everywhere).
 
 pub mod context;
+pub mod demands;
 pub mod error;
 pub mod events;
 pub mod meetings;
@@ -36,6 +37,7 @@ pub struct QueryRoot(
     events::ResourceQuery,
     meetings::MeetingsQuery,
     unavailability::UnavailabilityQuery,
+    demands::DemandsQuery,
 );
 
 /// The mutation root.
@@ -47,11 +49,16 @@ pub struct MutationRoot(
     events::ResourceMutation,
     meetings::MeetingsMutation,
     unavailability::UnavailabilityMutation,
+    demands::DemandsMutation,
 );
 
 /// The subscription root.
 #[derive(MergedSubscription, Default)]
-pub struct SubscriptionRoot(subscription::AgendaSubscription, meetings::MeetingsSubscription);
+pub struct SubscriptionRoot(
+    subscription::AgendaSubscription,
+    meetings::MeetingsSubscription,
+    demands::DemandsSubscription,
+);
 
 /// Guichet's schema.
 pub type AppSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;

@@ -102,6 +102,7 @@ impl App {
             store,
             services.agendas.clone(),
             services.meetings.clone(),
+            services.demands.clone(),
             services.mail.clone(),
         );
         let scheduler = tokio::spawn(scheduler.run(shutdown.clone()));
@@ -146,7 +147,7 @@ impl App {
             tracing::info!("shutting down: no new connections, finishing requests");
             let _ = shutdown_tx.send(true);
         };
-        axum::serve(listener, router)
+        axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
             .with_graceful_shutdown(signal)
             .await
             .context("serving HTTP")?;

@@ -76,8 +76,43 @@ fn bad_request(message: &str) -> Response {
     error_response(StatusCode::BAD_REQUEST, "BAD_USER_INPUT", message)
 }
 
+/// The peer address of a request, when the server was started with connection info: it keys
+/// per-client rate limits (tracking-code lookups).
+pub(crate) struct ClientAddr(Option<String>);
+
+impl ClientAddr {
+    fn of(extensions: &axum::http::Extensions) -> Self {
+        Self(
+            extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0.ip().to_string()),
+        )
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Self::of(&parts.extensions))
+    }
+}
+
 /// Finds the caller of a request from its bearer token.
-async fn caller(state: &AppState, headers: &HeaderMap) -> Result<Caller, Response> {
+async fn caller(
+    state: &AppState,
+    headers: &HeaderMap,
+    client: ClientAddr,
+) -> Result<Caller, Response> {
+    let mut caller = caller_of_token(state, headers).await?;
+    caller.client = client.0;
+    Ok(caller)
+}
+
+async fn caller_of_token(state: &AppState, headers: &HeaderMap) -> Result<Caller, Response> {
     let Some(value) = headers.get(header::AUTHORIZATION) else { return Ok(Caller::anonymous()) };
     let token = value
         .to_str()
@@ -91,9 +126,12 @@ async fn caller(state: &AppState, headers: &HeaderMap) -> Result<Caller, Respons
         ));
     };
     match state.services.sessions.authenticate(token).await {
-        Ok((session, principal)) => {
-            Ok(Caller { principal, session: Some(session), token: Some(token.to_owned()) })
-        }
+        Ok((session, principal)) => Ok(Caller {
+            principal,
+            session: Some(session),
+            token: Some(token.to_owned()),
+            client: None,
+        }),
         Err(e) => {
             let code = actors::HasErrorCode::code(&e);
             let status = if code == actors::ErrorCode::Unauthenticated {
@@ -197,7 +235,12 @@ async fn execute(
 }
 
 /// `POST /graphql` with an `application/json` body.
-async fn graphql_post(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn graphql_post(
+    State(state): State<AppState>,
+    client: ClientAddr,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let json_body = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -236,7 +279,7 @@ async fn graphql_post(State(state): State<AppState>, headers: HeaderMap, body: B
     if let Some(doc) = doc {
         request.set_parsed_query(doc);
     }
-    let caller = match caller(&state, &headers).await {
+    let caller = match caller(&state, &headers, client).await {
         Ok(c) => c,
         Err(response) => return response,
     };
@@ -313,7 +356,7 @@ async fn graphql_get(State(state): State<AppState>, request: axum::extract::Requ
     if let Some(doc) = doc {
         request.set_parsed_query(doc);
     }
-    let caller = match caller(&state, &parts.headers).await {
+    let caller = match caller(&state, &parts.headers, ClientAddr::of(&parts.extensions)).await {
         Ok(c) => c,
         Err(response) => return response,
     };

@@ -207,7 +207,7 @@ async fn serve(
             Some(token) => match services.sessions.authenticate(&token).await {
                 Ok((session, principal)) => {
                     let _ = session_tx.send(session.clone());
-                    Caller { principal, session: Some(session), token: Some(token) }
+                    Caller { principal, session: Some(session), token: Some(token), client: None }
                 }
                 Err(e) => return Err(async_graphql::Error::new(e.to_string())),
             },

@@ -9,13 +9,13 @@ use serde_json::json;
 
 use crate::support::*;
 
-struct Guichet {
+pub(crate) struct Guichet {
     child: Child,
-    base: String,
+    pub(crate) base: String,
 }
 
 impl Guichet {
-    async fn start(dir: &TempDir) -> Self {
+    pub(crate) async fn start(dir: &TempDir) -> Self {
         Self::start_with(dir, None).await
     }
 
@@ -50,7 +50,7 @@ impl Guichet {
         Self { child, base }
     }
 
-    fn kill_9(mut self) {
+    pub(crate) fn kill_9(mut self) {
         // SIGKILL: no shutdown code runs.
         self.child.kill().unwrap();
         self.child.wait().unwrap();

@@ -11,6 +11,8 @@ mod support;
 #[cfg(test)]
 mod bookings;
 #[cfg(test)]
+mod demands;
+#[cfg(test)]
 mod durability;
 #[cfg(test)]
 mod events;

@@ -349,6 +349,7 @@ fn appointments_are_confirmed_reminded_once_and_their_cancellation_told() {
             s.store.clone(),
             s.agendas.clone(),
             s.meetings.clone(),
+            s.demands.clone(),
             s.mail.clone(),
         );
         let due = nine - jiff::SignedDuration::from_mins(119);

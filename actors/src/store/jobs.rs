@@ -19,6 +19,9 @@ struct JobRecord {
     subject: String,
     #[serde(default)]
     agenda: Option<String>,
+    /// For demand timeouts: `<arrival>:<item>`.
+    #[serde(default)]
+    detail: Option<String>,
     due_us: i64,
     status: String,
     lease_us: i64,
@@ -26,6 +29,7 @@ struct JobRecord {
 
 /// The row that schedules a job, for a batch transaction.
 pub(super) fn job_row(job: &ScheduledJob, now: Timestamp) -> Value {
+    let mut detail = None;
     let (kind, subject, agenda) = match &job.kind {
         JobKind::DayChange => ("day-change", String::new(), None),
         JobKind::MeetingReminder { meeting } => ("meeting-reminder", meeting.to_string(), None),
@@ -33,12 +37,17 @@ pub(super) fn job_row(job: &ScheduledJob, now: Timestamp) -> Value {
         JobKind::HoldExpiry { agenda, meeting } => {
             ("hold", meeting.to_string(), Some(agenda.to_string()))
         }
+        JobKind::DemandTimeout { demand, item, arrival } => {
+            detail = Some(format!("{arrival}:{item}"));
+            ("demand-timeout", demand.to_string(), None)
+        }
     };
     serde_json::json!({
         "key": job.kind.key(),
         "kind": kind,
         "subject": subject,
         "agenda": agenda,
+        "detail": detail,
         "due_us": to_micros(job.due_at),
         "status": "pending",
         "lease_us": 0,
@@ -60,6 +69,17 @@ impl JobRecord {
                 agenda: parse_id(self.agenda.as_deref().unwrap_or_default())?,
                 meeting: parse_id(&self.subject)?,
             },
+            "demand-timeout" => {
+                let detail = self.detail.unwrap_or_default();
+                let (arrival, item) = detail
+                    .split_once(':')
+                    .ok_or_else(|| StoreError::Corrupt(format!("demand timeout {detail:?}")))?;
+                JobKind::DemandTimeout {
+                    demand: parse_id(&self.subject)?,
+                    item: item.to_owned(),
+                    arrival: parse_id(arrival)?,
+                }
+            }
             other => return Err(StoreError::Corrupt(format!("job kind {other:?}"))),
         };
         Ok(ClaimedJob {

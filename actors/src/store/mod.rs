@@ -2,6 +2,7 @@
 //! from the domain types; every query is a named function; every write checks the response's
 //! errors (a failed statement does not always fail the call).
 
+mod demands;
 mod group_commit;
 mod jobs;
 mod meetings;
@@ -28,6 +29,7 @@ use crate::ids::{AccountId, AgendaId, BookingId, EventId, MailId, RecurrenceId};
 use crate::mail::{MailStatus, OutboxEntry};
 use crate::time::{from_micros, to_micros};
 
+pub use demands::{DefinitionKind, StepWrites, StoredVersion};
 use group_commit::{BatchRows, GroupCommit};
 pub use meetings::MeetingsConfig;
 pub use records::{AccountRecord, SessionRecord};

@@ -1,0 +1,297 @@
+//! `DemandActor`: owns one live demand. It decides each change with the pure engine of
+//! `model`, writes the demand, its history entries, mails and timers in one transaction, and
+//! only then answers and publishes. Its handlers run one at a time to the end (`AtomicResponse`),
+//! so two agents pressing buttons at once are decided in turn, the second on the first's
+//! outcome. It stops after a while without messages and starts again on the next use.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use jiff::Timestamp;
+
+use super::form::FormDef;
+use super::handle::{DemandView, Registry};
+use super::model::{self, Actor as Acting, Demand, DemandError, Operation, Step};
+use super::workflow::WorkflowDef;
+use crate::ids::{AccountId, MailId};
+use crate::live::{DemandChanged, LiveHub};
+use crate::mail::{Channel, MailNotifier, OutgoingMail};
+use crate::metrics::ActorMetrics;
+use crate::scheduler::{JobKind, ScheduledJob};
+use crate::store::{StepWrites, Store, StoreError};
+
+pub(super) struct DemandActor {
+    demand: Demand,
+    form: Arc<FormDef>,
+    workflow: Arc<WorkflowDef>,
+    store: Store,
+    live: LiveHub,
+    mail: MailNotifier,
+    metrics: Arc<ActorMetrics>,
+    registry: Registry,
+    last_used: Instant,
+    idle_after: Duration,
+}
+
+/// Everything an actor is started with.
+pub(super) struct Parts {
+    pub(super) demand: Demand,
+    pub(super) form: Arc<FormDef>,
+    pub(super) workflow: Arc<WorkflowDef>,
+    pub(super) store: Store,
+    pub(super) live: LiveHub,
+    pub(super) mail: MailNotifier,
+    pub(super) metrics: Arc<ActorMetrics>,
+    pub(super) registry: Registry,
+    pub(super) idle_after: Duration,
+}
+
+impl DemandActor {
+    pub(super) fn new(p: Parts) -> Self {
+        Self {
+            demand: p.demand,
+            form: p.form,
+            workflow: p.workflow,
+            store: p.store,
+            live: p.live,
+            mail: p.mail,
+            metrics: p.metrics,
+            registry: p.registry,
+            last_used: Instant::now(),
+            idle_after: p.idle_after,
+        }
+    }
+
+    fn view(&self) -> DemandView {
+        DemandView {
+            demand: Arc::new(self.demand.clone()),
+            form: self.form.clone(),
+            workflow: self.workflow.clone(),
+        }
+    }
+
+    /// Writes a step, then makes it current, publishes it and answers with the new view.
+    fn commit(
+        &mut self,
+        step: Step,
+        tracking_hash: Option<String>,
+    ) -> ResponseActFuture<Self, Result<DemandView, DemandError>> {
+        let store = self.store.clone();
+        let write = async move {
+            let now = Timestamp::now();
+            let mails = resolve_notifications(&store, &step, now).await?;
+            let jobs = step
+                .timers
+                .iter()
+                .map(|t| ScheduledJob {
+                    kind: JobKind::DemandTimeout {
+                        demand: step.demand.id,
+                        item: t.item_id.clone(),
+                        arrival: t.arrival,
+                    },
+                    due_at: t.due_at,
+                })
+                .collect();
+            let writes = StepWrites { mails, jobs, tracking_hash };
+            store.write_demand_step(&step, &writes).await?;
+            Ok::<_, StoreError>((step, !writes.mails.is_empty()))
+        };
+        Box::pin(write.into_actor(self).map(|result, act, ctx| {
+            match result {
+                Ok((step, mailed)) => {
+                    act.demand = step.demand.clone();
+                    if mailed {
+                        act.mail.wake();
+                    }
+                    act.live.publish_demand(DemandChanged {
+                        demand: Arc::new(step.demand),
+                        history: Arc::new(step.history),
+                    });
+                    Ok(act.view())
+                }
+                Err(StoreError::Conflict(reason)) => {
+                    // Another process moved it: take the store's state before anything else.
+                    tracing::info!(demand = %act.demand.id, %reason, "demand changed elsewhere");
+                    ctx.stop();
+                    Err(DemandError::Conflict(
+                        "the demand changed meanwhile; look at it again and retry".into(),
+                    ))
+                }
+                Err(StoreError::Duplicate(_)) => {
+                    ctx.stop();
+                    Err(DemandError::Conflict("this demand exists already".into()))
+                }
+                Err(e) => {
+                    tracing::error!(demand = %act.demand.id, error = %e, "demand step not stored");
+                    // The outcome is unknown: the next use reloads from the store.
+                    ctx.stop();
+                    Err(DemandError::Unavailable(
+                        "the change could not be stored, try again".into(),
+                    ))
+                }
+            }
+        }))
+    }
+}
+
+/// Turns the notifications of a step into mails: roles become their agents' accounts.
+async fn resolve_notifications(
+    store: &Store,
+    step: &Step,
+    now: Timestamp,
+) -> Result<Vec<OutgoingMail>, StoreError> {
+    let mut mails = Vec::new();
+    for n in &step.notifications {
+        let mut accounts: Vec<AccountId> = n.submitter.into_iter().collect();
+        for role in &n.roles {
+            accounts.extend(store.accounts_with_role(role).await?);
+        }
+        accounts.sort();
+        accounts.dedup();
+        if !accounts.is_empty() || !n.addresses.is_empty() {
+            mails.push(OutgoingMail {
+                id: MailId::new(),
+                channel: Channel::Email,
+                to: n.addresses.clone(),
+                to_accounts: accounts.clone(),
+                subject: n.subject.clone(),
+                body: n.body.clone(),
+                created_at: now,
+            });
+        }
+        if n.sms && !accounts.is_empty() {
+            mails.push(OutgoingMail {
+                id: MailId::new(),
+                channel: Channel::Sms,
+                to: Vec::new(),
+                to_accounts: accounts,
+                subject: n.subject.clone(),
+                body: n.body.clone(),
+                created_at: now,
+            });
+        }
+    }
+    Ok(mails)
+}
+
+impl Actor for DemandActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.metrics.live_actors.fetch_add(1, Ordering::Relaxed);
+        let every = (self.idle_after / 4).max(Duration::from_millis(50));
+        ctx.run_interval(every, |act, ctx| {
+            if act.last_used.elapsed() >= act.idle_after {
+                ctx.stop();
+            }
+        });
+    }
+
+    fn stopped(&mut self, ctx: &mut Self::Context) {
+        self.metrics.live_actors.fetch_sub(1, Ordering::Relaxed);
+        self.registry.forget(self.demand.id, &ctx.address());
+    }
+}
+
+/// Submission: the actor was started with the new demand; this writes it.
+#[derive(Message)]
+#[rtype(result = "Result<DemandView, DemandError>")]
+pub(super) struct Create {
+    pub(super) step: Step,
+    pub(super) tracking_hash: Option<String>,
+}
+
+impl Handler<Create> for DemandActor {
+    type Result = AtomicResponse<Self, Result<DemandView, DemandError>>;
+
+    fn handle(&mut self, msg: Create, _: &mut Context<Self>) -> Self::Result {
+        self.last_used = Instant::now();
+        AtomicResponse::new(self.commit(msg.step, msg.tracking_hash))
+    }
+}
+
+/// The demand as it stands.
+#[derive(Message, Clone)]
+#[rtype(result = "DemandView")]
+pub(super) struct Get;
+
+impl Handler<Get> for DemandActor {
+    type Result = MessageResult<Get>;
+
+    fn handle(&mut self, _: Get, _: &mut Context<Self>) -> Self::Result {
+        self.last_used = Instant::now();
+        MessageResult(self.view())
+    }
+}
+
+/// Someone acts on the demand.
+#[derive(Message, Clone)]
+#[rtype(result = "Result<DemandView, DemandError>")]
+pub(super) struct Perform {
+    pub(super) op: Operation,
+    pub(super) actor: Acting,
+}
+
+impl Handler<Perform> for DemandActor {
+    type Result = AtomicResponse<Self, Result<DemandView, DemandError>>;
+
+    fn handle(&mut self, msg: Perform, _: &mut Context<Self>) -> Self::Result {
+        self.last_used = Instant::now();
+        let now = Timestamp::now();
+        match model::perform(&self.form, &self.workflow, &self.demand, &msg.op, &msg.actor, now) {
+            Ok(step) => AtomicResponse::new(self.commit(step, None)),
+            Err(e) => AtomicResponse::new(Box::pin(fut::ready(Err(e)))),
+        }
+    }
+}
+
+/// A timed jump is due.
+#[derive(Message, Clone)]
+#[rtype(result = "Result<(), DemandError>")]
+pub(super) struct Timeout {
+    pub(super) item: String,
+    pub(super) arrival: u64,
+}
+
+impl Handler<Timeout> for DemandActor {
+    type Result = AtomicResponse<Self, Result<(), DemandError>>;
+
+    fn handle(&mut self, msg: Timeout, _: &mut Context<Self>) -> Self::Result {
+        self.last_used = Instant::now();
+        let now = Timestamp::now();
+        let fired =
+            model::timeout(&self.form, &self.workflow, &self.demand, &msg.item, msg.arrival, now);
+        match fired {
+            Ok(Some(step)) => {
+                AtomicResponse::new(Box::pin(self.commit(step, None).map(|r, _, _| r.map(drop))))
+            }
+            Ok(None) => AtomicResponse::new(Box::pin(fut::ready(Ok(())))),
+            Err(e) => {
+                // A broken workflow must not retry forever: say so in the log and drop it.
+                tracing::warn!(demand = %self.demand.id, error = %e, "timed jump failed");
+                AtomicResponse::new(Box::pin(fut::ready(Ok(()))))
+            }
+        }
+    }
+}
+
+/// An agent was given the tracking code.
+#[derive(Message, Clone)]
+#[rtype(result = "Result<DemandView, DemandError>")]
+pub(super) struct Grant {
+    pub(super) agent: AccountId,
+}
+
+impl Handler<Grant> for DemandActor {
+    type Result = AtomicResponse<Self, Result<DemandView, DemandError>>;
+
+    fn handle(&mut self, msg: Grant, _: &mut Context<Self>) -> Self::Result {
+        self.last_used = Instant::now();
+        match model::grant(&self.form, &self.workflow, &self.demand, msg.agent, Timestamp::now()) {
+            Some(step) => AtomicResponse::new(self.commit(step, None)),
+            None => AtomicResponse::new(Box::pin(fut::ready(Ok(self.view())))),
+        }
+    }
+}

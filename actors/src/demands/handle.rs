@@ -1,0 +1,838 @@
+//! How the rest of Guichet reaches demands: [`Demands`] saves definitions (with versions),
+//! validates and submits demands, finds or starts the actor of a demand and routes each
+//! operation to it. Nothing outside this module names an actix type.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actix::{Addr, Handler, MailboxError, Message};
+use jiff::Timestamp;
+use jiff::civil::Date;
+use serde_json::{Map, Value};
+use tokio::sync::broadcast;
+
+use super::actor::{Create, DemandActor, Get, Grant, Parts, Perform, Timeout};
+use super::form::{Choice, Choices, Field, FieldKind, FormDef, Profile, SubmissionContext};
+use super::model::{
+    self, Demand, DemandError, HistoryEntry, NewDemand, Operation, SubmissionChannel,
+};
+use super::tracking::{self, LookupLimiter};
+use super::workflow::{ItemKind, Visibility, WorkflowDef};
+use crate::access::{Action, Principal, authorize};
+use crate::agenda::AgendaRegistry;
+use crate::ids::{AccountId, DemandId, FormId, WorkflowId};
+use crate::live::{DemandChanged, LiveHub};
+use crate::mail::MailNotifier;
+use crate::meetings::MeetingsRegistry;
+use crate::metrics::ActorMetrics;
+use crate::runtime::ActorRuntime;
+use crate::store::{DefinitionKind, Store, StoreError, StoredVersion};
+
+/// How long a demand's actor lives without messages.
+pub const DEFAULT_IDLE: Duration = Duration::from_secs(300);
+/// Days of an agenda offered as choices to a form.
+const AGENDA_CHOICE_DAYS: i32 = 92;
+
+/// A demand as read by the API, with the definitions (versions) it follows.
+#[derive(Debug, Clone)]
+pub struct DemandView {
+    /// The demand.
+    pub demand: Arc<Demand>,
+    /// Its form, at the version it was submitted with.
+    pub form: Arc<FormDef>,
+    /// Its workflow, at its version.
+    pub workflow: Arc<WorkflowDef>,
+}
+
+/// An action offered to someone on a demand.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OfferedAction {
+    /// Its id, to perform it.
+    pub id: String,
+    /// Its text.
+    pub label: String,
+    /// Button, comment form or global action.
+    pub kind: OfferedKind,
+    /// A button that takes a comment.
+    pub with_comment: bool,
+}
+
+/// Kinds of offered actions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OfferedKind {
+    /// A status button.
+    Button,
+    /// A comment form.
+    Comment,
+    /// A global action.
+    Global,
+}
+
+impl DemandView {
+    /// The name of a status of its workflow.
+    pub fn status_name(&self, id: &str) -> String {
+        self.workflow.status(id).map_or_else(|| id.to_owned(), |s| s.name.clone())
+    }
+
+    /// The status as `viewer` may see it: the current one for agents, the last visible one for
+    /// the submitter.
+    pub fn status_for(&self, agent: bool) -> &str {
+        if agent { &self.demand.status } else { &self.demand.visible_status }
+    }
+
+    /// Roles whose agents see the content.
+    pub fn content_roles(&self) -> Vec<String> {
+        self.demand.content_roles(&self.form)
+    }
+
+    /// The access facts of this demand, for [`authorize`].
+    pub fn see<'a>(&'a self, roles: &'a [String]) -> Action<'a> {
+        Action::SeeDemand {
+            submitter: self.demand.submitter,
+            content_roles: roles,
+            granted: &self.demand.granted,
+        }
+    }
+
+    /// True in a final status.
+    pub fn is_endpoint(&self) -> bool {
+        self.workflow.is_endpoint(&self.demand.status)
+    }
+
+    /// History entries `viewer` may read: agents all, the submitter those of visible statuses.
+    pub fn visible_entry(&self, entry: &HistoryEntry, agent: bool) -> bool {
+        agent || self.workflow.status(&entry.status).is_none_or(|s| s.visibility == Visibility::All)
+    }
+
+    /// The actions `actor` may take now.
+    pub fn actions_for(&self, actor: &model::Actor) -> Vec<OfferedAction> {
+        let d = &self.demand;
+        let ctx = d.template_context(&self.form, &self.workflow);
+        let holds = |c: &Option<String>| {
+            c.as_deref().is_none_or(|c| super::template::condition(c, &ctx).unwrap_or(false))
+        };
+        let mut out = Vec::new();
+        if let Some(status) = self.workflow.status(&d.status) {
+            for item in status.items.iter().filter(|i| holds(&i.condition)) {
+                match &item.kind {
+                    ItemKind::Button { label, by, with_comment, .. }
+                        if d.may_use(&self.form, by, actor) =>
+                    {
+                        out.push(OfferedAction {
+                            id: item.id.clone(),
+                            label: label.clone(),
+                            kind: OfferedKind::Button,
+                            with_comment: *with_comment,
+                        });
+                    }
+                    ItemKind::Comment { label, by } if d.may_use(&self.form, by, actor) => {
+                        out.push(OfferedAction {
+                            id: item.id.clone(),
+                            label: label.clone(),
+                            kind: OfferedKind::Comment,
+                            with_comment: true,
+                        });
+                    }
+                    _ => {}
+                }
+            }
+        }
+        for g in &self.workflow.global_actions {
+            let here = g.statuses.is_empty() || g.statuses.contains(&d.status);
+            if here && d.may_use(&self.form, &g.by, actor) {
+                out.push(OfferedAction {
+                    id: g.id.clone(),
+                    label: g.label.clone(),
+                    kind: OfferedKind::Global,
+                    with_comment: false,
+                });
+            }
+        }
+        out
+    }
+}
+
+/// The addresses of running demand actors.
+#[derive(Clone, Default)]
+pub(super) struct Registry(Arc<Mutex<HashMap<DemandId, Addr<DemandActor>>>>);
+
+impl Registry {
+    fn get(&self, id: DemandId) -> Option<Addr<DemandActor>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).get(&id).cloned()
+    }
+
+    /// Keeps `addr` unless another actor was registered first; returns the one to use.
+    fn insert(&self, id: DemandId, addr: Addr<DemandActor>) -> Addr<DemandActor> {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(id).or_insert(addr).clone()
+    }
+
+    /// Called by a stopping actor: removes it, not a successor.
+    pub(super) fn forget(&self, id: DemandId, addr: &Addr<DemandActor>) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if map.get(&id).is_some_and(|a| a == addr) {
+            map.remove(&id);
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+}
+
+/// A submission.
+#[derive(Debug, Clone)]
+pub struct Submission {
+    /// The form's slug.
+    pub form_slug: String,
+    /// Answers by field id.
+    pub answers: Map<String, Value>,
+    /// How it arrived.
+    pub channel: SubmissionChannel,
+    /// Back office: the known person it is for.
+    pub on_behalf_of: Option<AccountId>,
+}
+
+/// A definition's saved version, parsed.
+#[derive(Debug, Clone)]
+pub struct Definition {
+    /// The saved version.
+    pub stored: StoredVersion,
+    /// Its body as JSON.
+    pub body: Value,
+}
+
+type Cache<K, V> = Mutex<HashMap<K, Arc<V>>>;
+
+struct Inner {
+    store: Store,
+    runtime: ActorRuntime,
+    live: LiveHub,
+    mail: MailNotifier,
+    metrics: Arc<ActorMetrics>,
+    agendas: AgendaRegistry,
+    meetings: MeetingsRegistry,
+    registry: Registry,
+    forms: Cache<(FormId, u32), FormDef>,
+    workflows: Cache<(WorkflowId, u32), WorkflowDef>,
+    limiter: LookupLimiter,
+    idle_after: Duration,
+    http: reqwest::Client,
+}
+
+/// Forms, workflows and demands.
+#[derive(Clone)]
+pub struct Demands {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Demands {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Demands").field("live", &self.inner.registry.len()).finish()
+    }
+}
+
+fn store_error(e: StoreError) -> DemandError {
+    match e {
+        StoreError::Duplicate(_) => DemandError::Conflict("the slug is taken".into()),
+        StoreError::Conflict(_) => {
+            DemandError::Conflict("saved by someone else in between: reload and retry".into())
+        }
+        e => {
+            tracing::error!(error = %e, "demands store error");
+            DemandError::Unavailable("storage unavailable".into())
+        }
+    }
+}
+
+fn unavailable(e: MailboxError) -> DemandError {
+    DemandError::Unavailable(format!("demand actor: {e}"))
+}
+
+fn parse<T: serde::de::DeserializeOwned>(body: &str) -> Result<T, DemandError> {
+    serde_json::from_str(body).map_err(|e| {
+        tracing::error!(error = %e, "stored definition does not decode");
+        DemandError::Unavailable("a stored definition does not decode".into())
+    })
+}
+
+impl Demands {
+    /// Demands over the running services.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        runtime: ActorRuntime,
+        store: Store,
+        live: LiveHub,
+        mail: MailNotifier,
+        metrics: Arc<ActorMetrics>,
+        agendas: AgendaRegistry,
+        meetings: MeetingsRegistry,
+        idle_after: Duration,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                runtime,
+                live,
+                mail,
+                metrics,
+                agendas,
+                meetings,
+                registry: Registry::default(),
+                forms: Mutex::default(),
+                workflows: Mutex::default(),
+                limiter: LookupLimiter::default(),
+                idle_after,
+                http: reqwest::Client::builder()
+                    .timeout(Duration::from_secs(10))
+                    .build()
+                    .unwrap_or_default(),
+            }),
+        }
+    }
+
+    /// Demand actors running now.
+    pub fn live_actors(&self) -> usize {
+        self.inner.registry.len()
+    }
+
+    // ---- definitions ------------------------------------------------------------------------
+
+    /// Saves a workflow: creates it (`expected` none) or makes version `expected + 1`.
+    pub async fn save_workflow(
+        &self,
+        mut def: WorkflowDef,
+        expected: Option<u32>,
+        by: Option<AccountId>,
+    ) -> Result<WorkflowDef, DemandError> {
+        def.check().map_err(|e| DemandError::InvalidDefinition(e.0))?;
+        def.version = expected.map_or(1, |v| v + 1);
+        let body = serde_json::to_string(&def).map_err(|e| DemandError::Invalid(e.to_string()))?;
+        let id = def.id.to_string();
+        self.inner
+            .store
+            .save_definition(DefinitionKind::Workflow, &id, &def.slug, expected, &body, by)
+            .await
+            .map_err(store_error)?;
+        Ok(def)
+    }
+
+    /// Saves a form: its workflow must exist and play the functions it names.
+    pub async fn save_form(
+        &self,
+        mut def: FormDef,
+        expected: Option<u32>,
+        by: Option<AccountId>,
+    ) -> Result<FormDef, DemandError> {
+        let workflow = self.workflow(def.workflow_id).await?;
+        def.check(&workflow.functions).map_err(|e| DemandError::InvalidDefinition(e.0))?;
+        def.version = expected.map_or(1, |v| v + 1);
+        let body = serde_json::to_string(&def).map_err(|e| DemandError::Invalid(e.to_string()))?;
+        let id = def.id.to_string();
+        self.inner
+            .store
+            .save_definition(DefinitionKind::Form, &id, &def.slug, expected, &body, by)
+            .await
+            .map_err(store_error)?;
+        Ok(def)
+    }
+
+    /// The current version of a workflow.
+    pub async fn workflow(&self, id: WorkflowId) -> Result<Arc<WorkflowDef>, DemandError> {
+        let (_, body) = self
+            .inner
+            .store
+            .definition(&id.to_string())
+            .await
+            .map_err(store_error)?
+            .ok_or_else(|| DemandError::NotFound(format!("workflow {id}")))?;
+        let def: WorkflowDef = parse(&body)?;
+        Ok(Arc::new(def))
+    }
+
+    /// The current version of a form.
+    pub async fn form(&self, id: FormId) -> Result<Arc<FormDef>, DemandError> {
+        let (_, body) = self
+            .inner
+            .store
+            .definition(&id.to_string())
+            .await
+            .map_err(store_error)?
+            .ok_or_else(|| DemandError::NotFound(format!("form {id}")))?;
+        let def: FormDef = parse(&body)?;
+        Ok(Arc::new(def))
+    }
+
+    /// The current version of the form with this slug.
+    pub async fn form_by_slug(&self, slug: &str) -> Result<Arc<FormDef>, DemandError> {
+        let id = self
+            .inner
+            .store
+            .definition_id_by_slug(DefinitionKind::Form, slug)
+            .await
+            .map_err(store_error)?
+            .ok_or_else(|| DemandError::NotFound(format!("form {slug:?}")))?;
+        self.form(id.parse().map_err(|_| DemandError::NotFound(format!("form {slug:?}")))?).await
+    }
+
+    /// Every form, by slug.
+    pub async fn forms(&self) -> Result<Vec<FormDef>, DemandError> {
+        let bodies =
+            self.inner.store.definitions(DefinitionKind::Form).await.map_err(store_error)?;
+        bodies.iter().map(|b| parse(b)).collect()
+    }
+
+    /// Every workflow, by slug.
+    pub async fn workflows(&self) -> Result<Vec<WorkflowDef>, DemandError> {
+        let bodies =
+            self.inner.store.definitions(DefinitionKind::Workflow).await.map_err(store_error)?;
+        bodies.iter().map(|b| parse(b)).collect()
+    }
+
+    /// Every saved version of a form or workflow, newest first.
+    pub async fn versions(&self, id: &str) -> Result<Vec<Definition>, DemandError> {
+        let versions = self.inner.store.definition_versions(id).await.map_err(store_error)?;
+        versions
+            .into_iter()
+            .map(|stored| Ok(Definition { body: parse(&stored.body)?, stored }))
+            .collect()
+    }
+
+    /// Saves version `version` of a form again, as its newest version.
+    pub async fn restore_form(
+        &self,
+        id: FormId,
+        version: u32,
+        by: Option<AccountId>,
+    ) -> Result<FormDef, DemandError> {
+        let current = self.form(id).await?;
+        let old = self.form_version(id, version).await?;
+        let mut restored = (*old).clone();
+        restored.version = current.version;
+        self.save_form(restored, Some(current.version), by).await
+    }
+
+    /// Saves version `version` of a workflow again, as its newest version.
+    pub async fn restore_workflow(
+        &self,
+        id: WorkflowId,
+        version: u32,
+        by: Option<AccountId>,
+    ) -> Result<WorkflowDef, DemandError> {
+        let current = self.workflow(id).await?;
+        let old = self.workflow_version(id, version).await?;
+        self.save_workflow((*old).clone(), Some(current.version), by).await
+    }
+
+    async fn form_version(&self, id: FormId, version: u32) -> Result<Arc<FormDef>, DemandError> {
+        if let Some(f) =
+            self.inner.forms.lock().unwrap_or_else(|p| p.into_inner()).get(&(id, version))
+        {
+            return Ok(f.clone());
+        }
+        let stored = self
+            .inner
+            .store
+            .definition_version(&id.to_string(), version)
+            .await
+            .map_err(store_error)?
+            .ok_or_else(|| DemandError::NotFound(format!("version {version} of form {id}")))?;
+        let def: Arc<FormDef> = Arc::new(parse(&stored.body)?);
+        self.inner
+            .forms
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((id, version), def.clone());
+        Ok(def)
+    }
+
+    async fn workflow_version(
+        &self,
+        id: WorkflowId,
+        version: u32,
+    ) -> Result<Arc<WorkflowDef>, DemandError> {
+        if let Some(w) =
+            self.inner.workflows.lock().unwrap_or_else(|p| p.into_inner()).get(&(id, version))
+        {
+            return Ok(w.clone());
+        }
+        let stored = self
+            .inner
+            .store
+            .definition_version(&id.to_string(), version)
+            .await
+            .map_err(store_error)?
+            .ok_or_else(|| DemandError::NotFound(format!("version {version} of workflow {id}")))?;
+        let def: Arc<WorkflowDef> = Arc::new(parse(&stored.body)?);
+        self.inner
+            .workflows
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((id, version), def.clone());
+        Ok(def)
+    }
+
+    // ---- submission -------------------------------------------------------------------------
+
+    /// Submits a demand; answers with it and, once, its tracking code.
+    pub async fn submit(
+        &self,
+        principal: &Principal,
+        sub: Submission,
+    ) -> Result<(DemandView, String), DemandError> {
+        let form = self.form_by_slug(&sub.form_slug).await?;
+        let caller = principal.account_id();
+        let (submitter, entered_by) = if sub.channel.is_back_office() {
+            authorize(
+                principal,
+                Action::SubmitOnBehalf { roles: &form.backoffice_submission_roles },
+            )
+            .map_err(access_error)?;
+            (sub.on_behalf_of, caller)
+        } else {
+            if sub.on_behalf_of.is_some() {
+                return Err(DemandError::Invalid(
+                    "on behalf of someone: choose the channel (phone, counter...)".into(),
+                ));
+            }
+            if caller.is_none() && !form.allow_anonymous {
+                return Err(DemandError::Unauthenticated);
+            }
+            (caller, None)
+        };
+        let profile = match submitter {
+            Some(id) => {
+                let account = self
+                    .inner
+                    .store
+                    .account(id)
+                    .await
+                    .map_err(store_error)?
+                    .ok_or_else(|| DemandError::NotFound(format!("account {id}")))?;
+                Some(Profile {
+                    first_name: account.first_name,
+                    last_name: account.last_name,
+                    email: account.email,
+                    phone: account.phone,
+                })
+            }
+            None => None,
+        };
+        let user_label = profile
+            .as_ref()
+            .map(|p| format!("{} {}", p.first_name, p.last_name).trim().to_owned())
+            .unwrap_or_default();
+        let ctx = SubmissionContext {
+            back_office: sub.channel.is_back_office(),
+            external_choices: self.external_choices(&form.fields).await?,
+            profile,
+        };
+        let data = super::form::validate(&form.fields, &sub.answers, &ctx, &Map::new())
+            .map_err(DemandError::InvalidAnswers)?;
+        let workflow = self.workflow(form.workflow_id).await?;
+        let new = NewDemand {
+            id: DemandId::new(),
+            data,
+            submitter,
+            user_label,
+            entered_by,
+            channel: sub.channel,
+        };
+        let step = model::submit(&form, &workflow, new, Timestamp::now())?;
+        let code = tracking::new_code()
+            .map_err(|e| DemandError::Unavailable(format!("no randomness: {e}")))?;
+        let hash = tracking::normalise(&code).map(|n| tracking::hash(&n));
+        let form_arc = self.cache_form(form);
+        let workflow_arc = self.cache_workflow(workflow);
+        let id = step.demand.id;
+        let addr = self.spawn(step.demand.clone(), form_arc, workflow_arc);
+        let view = addr.send(Create { step, tracking_hash: hash }).await.map_err(unavailable)??;
+        tracing::info!(demand = %id, form = %sub.form_slug, channel = sub.channel.as_str(), "demand submitted");
+        Ok((view, code))
+    }
+
+    fn cache_form(&self, form: Arc<FormDef>) -> Arc<FormDef> {
+        let mut forms = self.inner.forms.lock().unwrap_or_else(|p| p.into_inner());
+        forms.entry((form.id, form.version)).or_insert(form).clone()
+    }
+
+    fn cache_workflow(&self, wf: Arc<WorkflowDef>) -> Arc<WorkflowDef> {
+        let mut wfs = self.inner.workflows.lock().unwrap_or_else(|p| p.into_inner());
+        wfs.entry((wf.id, wf.version)).or_insert(wf).clone()
+    }
+
+    /// The choices of fields whose list lives elsewhere: agendas and web services.
+    async fn external_choices(
+        &self,
+        fields: &[Field],
+    ) -> Result<HashMap<String, Vec<Choice>>, DemandError> {
+        let mut out = HashMap::new();
+        let mut stack: Vec<&Field> = fields.iter().collect();
+        while let Some(f) = stack.pop() {
+            let choices = match &f.kind {
+                FieldKind::Item { choices } | FieldKind::Items { choices, .. } => choices,
+                FieldKind::Block { fields, .. } => {
+                    stack.extend(fields.iter());
+                    continue;
+                }
+                _ => continue,
+            };
+            let list = match choices {
+                Choices::Static { .. } => continue,
+                Choices::Agenda { agenda, meeting_type } => {
+                    self.agenda_choices(agenda, meeting_type.as_deref()).await?
+                }
+                Choices::WebService { url } => self.web_service_choices(url).await?,
+            };
+            out.insert(f.id.clone(), list);
+        }
+        Ok(out)
+    }
+
+    async fn agenda_choices(
+        &self,
+        slug: &str,
+        meeting_type: Option<&str>,
+    ) -> Result<Vec<Choice>, DemandError> {
+        let not_found = |_| DemandError::Unavailable(format!("agenda {slug:?} is out of reach"));
+        let agenda = self.inner.agendas.id_by_slug(slug).await.map_err(not_found)?;
+        let type_id =
+            match meeting_type {
+                Some(t) => {
+                    let config =
+                        self.inner.store.meetings_config(agenda).await.map_err(store_error)?;
+                    Some(
+                        config.types.iter().find(|m| m.slug == t).map(|m| m.id).ok_or_else(
+                            || DemandError::Unavailable(format!("meeting type {t:?}")),
+                        )?,
+                    )
+                }
+                None => None,
+            };
+        let today = Timestamp::now().to_zoned(crate::time::paris()).date();
+        let until: Date =
+            today.checked_add(jiff::Span::new().days(AGENDA_CHOICE_DAYS)).unwrap_or(today);
+        let items = crate::datasource::agenda_items(
+            &self.inner.agendas,
+            &self.inner.meetings,
+            agenda,
+            type_id,
+            today,
+            until,
+        )
+        .await
+        .map_err(|e| DemandError::Unavailable(format!("agenda {slug:?}: {e}")))?;
+        Ok(items
+            .into_iter()
+            .map(|i| Choice { id: i.id, text: i.text, disabled: i.disabled })
+            .collect())
+    }
+
+    async fn web_service_choices(&self, url: &str) -> Result<Vec<Choice>, DemandError> {
+        #[derive(serde::Deserialize)]
+        struct Answer {
+            data: Vec<Item>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Item {
+            id: Value,
+            text: String,
+            #[serde(default)]
+            disabled: bool,
+        }
+        let failed = |e: reqwest::Error| {
+            tracing::warn!(%url, error = %e, "data source web service failed");
+            DemandError::Unavailable("a list of choices is out of reach, try again".into())
+        };
+        let answer: Answer = self
+            .inner
+            .http
+            .get(url)
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .map_err(failed)?
+            .json()
+            .await
+            .map_err(failed)?;
+        Ok(answer
+            .data
+            .into_iter()
+            .map(|i| Choice {
+                id: match i.id {
+                    Value::String(s) => s,
+                    other => other.to_string(),
+                },
+                text: i.text,
+                disabled: i.disabled,
+            })
+            .collect())
+    }
+
+    // ---- live demands -----------------------------------------------------------------------
+
+    fn spawn(
+        &self,
+        demand: Demand,
+        form: Arc<FormDef>,
+        workflow: Arc<WorkflowDef>,
+    ) -> Addr<DemandActor> {
+        let id = demand.id;
+        let parts = Parts {
+            demand,
+            form,
+            workflow,
+            store: self.inner.store.clone(),
+            live: self.inner.live.clone(),
+            mail: self.inner.mail.clone(),
+            metrics: self.inner.metrics.clone(),
+            registry: self.inner.registry.clone(),
+            idle_after: self.inner.idle_after,
+        };
+        let addr = self.inner.runtime.spawn(move |_| DemandActor::new(parts));
+        self.inner.registry.insert(id, addr)
+    }
+
+    /// The actor of a demand, started from the store if it is not running.
+    async fn actor(&self, id: DemandId) -> Result<Addr<DemandActor>, DemandError> {
+        if let Some(addr) = self.inner.registry.get(id) {
+            return Ok(addr);
+        }
+        let demand = self
+            .inner
+            .store
+            .demand(id)
+            .await
+            .map_err(store_error)?
+            .ok_or_else(|| DemandError::NotFound("demand".into()))?;
+        let form = self.form_version(demand.form_id, demand.form_version).await?;
+        let workflow = self.workflow_version(demand.workflow_id, demand.workflow_version).await?;
+        Ok(self.spawn(demand, form, workflow))
+    }
+
+    /// Sends `msg` to the demand's actor, starting it again if it stopped in between.
+    async fn ask<M>(&self, id: DemandId, msg: M) -> Result<M::Result, DemandError>
+    where
+        M: Message + Send + Clone + 'static,
+        M::Result: Send,
+        DemandActor: Handler<M>,
+    {
+        let addr = self.actor(id).await?;
+        match addr.send(msg.clone()).await {
+            Ok(r) => Ok(r),
+            Err(MailboxError::Closed) => {
+                self.inner.registry.forget(id, &addr);
+                self.actor(id).await?.send(msg).await.map_err(unavailable)
+            }
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    /// A demand.
+    pub async fn get(&self, id: DemandId) -> Result<DemandView, DemandError> {
+        self.ask(id, Get).await
+    }
+
+    /// Someone acts on a demand (a button, a comment, a global action).
+    pub async fn perform(
+        &self,
+        id: DemandId,
+        principal: &Principal,
+        op: Operation,
+    ) -> Result<DemandView, DemandError> {
+        let actor = acting(principal)?;
+        self.ask(id, Perform { op, actor }).await?
+    }
+
+    /// A timed jump is due (from the scheduler).
+    pub async fn timeout(&self, id: DemandId, item: &str, arrival: u64) -> Result<(), DemandError> {
+        match self.ask(id, Timeout { item: item.to_owned(), arrival }).await {
+            // A demand that no longer exists has nothing to do.
+            Err(DemandError::NotFound(_)) => Ok(()),
+            other => other?,
+        }
+    }
+
+    /// A page of a demand's history.
+    pub async fn history(
+        &self,
+        id: DemandId,
+        from: u64,
+        limit: u32,
+    ) -> Result<Vec<HistoryEntry>, DemandError> {
+        self.inner.store.demand_history(id, from, limit).await.map_err(store_error)
+    }
+
+    /// The demand a tracking code opens, for anyone holding it; an agent holding it is given
+    /// access to the demand from then on. `client` keys the rate limit (the caller's address).
+    pub async fn by_tracking_code(
+        &self,
+        code: &str,
+        client: &str,
+        principal: &Principal,
+    ) -> Result<DemandView, DemandError> {
+        if !self.inner.limiter.allow(client, Instant::now()) {
+            return Err(DemandError::RateLimited);
+        }
+        let not_found = || DemandError::NotFound("demand with this tracking code".into());
+        let normalised = tracking::normalise(code).ok_or_else(not_found)?;
+        let id = self
+            .inner
+            .store
+            .demand_by_tracking_hash(&tracking::hash(&normalised))
+            .await
+            .map_err(store_error)?
+            .ok_or_else(not_found)?;
+        let view = self.get(id).await?;
+        match principal {
+            Principal::Account { id: agent, roles }
+                if (roles.is_agent() || roles.admin) && view.demand.submitter != Some(*agent) =>
+            {
+                self.ask(id, Grant { agent: *agent }).await?
+            }
+            _ => Ok(view),
+        }
+    }
+
+    /// The demands of an account, newest first.
+    pub async fn of_account(
+        &self,
+        account: AccountId,
+        limit: u32,
+    ) -> Result<Vec<DemandView>, DemandError> {
+        let demands = self.inner.store.demands_of(account, limit).await.map_err(store_error)?;
+        let mut out = Vec::with_capacity(demands.len());
+        for d in demands {
+            let form = self.form_version(d.form_id, d.form_version).await?;
+            let workflow = self.workflow_version(d.workflow_id, d.workflow_version).await?;
+            out.push(DemandView { demand: Arc::new(d), form, workflow });
+        }
+        Ok(out)
+    }
+
+    /// Receives the changes of a demand from now on.
+    pub fn subscribe(&self, id: DemandId) -> broadcast::Receiver<DemandChanged> {
+        self.inner.live.subscribe_demand(id)
+    }
+}
+
+/// The account acting, with its roles, as the workflow engine needs it.
+pub fn acting(principal: &Principal) -> Result<model::Actor, DemandError> {
+    match principal {
+        Principal::Anonymous => Err(DemandError::Unauthenticated),
+        Principal::Account { id, roles } => {
+            Ok(model::Actor { account: *id, admin: roles.admin, roles: roles.agent_roles.clone() })
+        }
+    }
+}
+
+fn access_error(e: crate::access::AccessError) -> DemandError {
+    match e {
+        crate::access::AccessError::Unauthenticated => DemandError::Unauthenticated,
+        crate::access::AccessError::Forbidden => {
+            DemandError::Forbidden("you may not submit this form on someone's behalf".into())
+        }
+        crate::access::AccessError::Hidden => DemandError::NotFound("form".into()),
+    }
+}

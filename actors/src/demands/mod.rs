@@ -1,0 +1,27 @@
+//! Demands: forms, workflows, and the demands citizens and agents file through them (w.c.s.).
+//!
+//! - `template`: minijinja templates and conditions.
+//! - `form`: form definitions and the validation of answers.
+//! - `workflow`: workflow definitions.
+//! - `model`: a demand and the workflow engine that moves it (pure).
+//! - `actor`: `DemandActor`, owner of one live demand.
+//! - `handle`: [`Demands`], the way in: definitions, submission, actions, lookups.
+//! - `tracking`: tracking codes and their rate limit.
+//!
+//! Invariant: every change of a demand goes through its actor and is acknowledged once its
+//! record, its history entries, its mails and its timers are written in one transaction.
+
+mod actor;
+pub mod form;
+mod handle;
+pub mod model;
+pub mod template;
+pub mod tracking;
+pub mod workflow;
+
+#[cfg(test)]
+mod tests;
+
+pub use handle::{
+    DEFAULT_IDLE, Definition, DemandView, Demands, OfferedAction, OfferedKind, Submission, acting,
+};

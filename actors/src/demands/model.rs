@@ -1,0 +1,781 @@
+//! A demand (w.c.s. `formdata`) and the workflow engine that moves it: submission, buttons,
+//! comments, global actions and timed jumps. Everything here is pure: a step takes the demand
+//! and returns the demand after it, the history entries it adds and the effects (mails, timed
+//! jumps) to write in the same transaction.
+
+use std::collections::BTreeMap;
+
+use jiff::{SignedDuration, Timestamp};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::form::{FieldErrors, FormDef, template_variables};
+use super::template;
+use super::workflow::{
+    ActionItem, ItemKind, MAX_CHAINED_JUMPS, Recipient, Visibility, Who, WorkflowDef,
+};
+use crate::error::{ErrorCode, HasErrorCode};
+use crate::ids::{AccountId, DemandId, FormId, WorkflowId};
+
+/// How a demand reached the service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SubmissionChannel {
+    /// The citizen, on the web.
+    Web,
+    /// By phone, entered by an agent.
+    Phone,
+    /// By post.
+    Mail,
+    /// At the counter.
+    Counter,
+    /// By email.
+    Email,
+    /// Through a social network.
+    SocialNetwork,
+}
+
+impl SubmissionChannel {
+    /// True for channels where an agent enters the demand.
+    pub fn is_back_office(self) -> bool {
+        self != SubmissionChannel::Web
+    }
+
+    /// Storage and template name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SubmissionChannel::Web => "web",
+            SubmissionChannel::Phone => "phone",
+            SubmissionChannel::Mail => "mail",
+            SubmissionChannel::Counter => "counter",
+            SubmissionChannel::Email => "email",
+            SubmissionChannel::SocialNetwork => "social-network",
+        }
+    }
+}
+
+/// A demand's state, as its actor holds it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Demand {
+    /// Identifier.
+    pub id: DemandId,
+    /// Its form.
+    pub form_id: FormId,
+    /// The form's version it was submitted with.
+    pub form_version: u32,
+    /// Its workflow.
+    pub workflow_id: WorkflowId,
+    /// The workflow's version it follows.
+    pub workflow_version: u32,
+    /// The person it is for, when known (may be linked later).
+    pub submitter: Option<AccountId>,
+    /// Their name as shown to agents (`Camille Martin`), kept from submission.
+    pub user_label: String,
+    /// The agent who entered it on someone's behalf.
+    pub entered_by: Option<AccountId>,
+    /// How it arrived.
+    pub channel: SubmissionChannel,
+    /// Current status.
+    pub status: String,
+    /// The last status the submitter may see.
+    pub visible_status: String,
+    /// Counts arrivals in a status: a timed jump fires only if the demand has not moved since.
+    pub arrival: u64,
+    /// When it arrived in the current status.
+    pub status_since: Timestamp,
+    /// Answers and workflow data, by field id.
+    pub data: Map<String, Value>,
+    /// Functions given to roles for this demand (dispatch), over the form's.
+    pub function_roles: BTreeMap<String, String>,
+    /// Agents given access by the citizen's tracking code.
+    pub granted: Vec<AccountId>,
+    /// The summary shown in listings.
+    pub digest: String,
+    /// Submission.
+    pub created_at: Timestamp,
+    /// Last change.
+    pub updated_at: Timestamp,
+    /// Grows with every change; the store refuses a write based on an older one.
+    pub version: u64,
+    /// Entries in the history.
+    pub history_len: u64,
+}
+
+/// One entry of a demand's history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    /// Position, from 0.
+    pub seq: u64,
+    /// When.
+    pub at: Timestamp,
+    /// Who (nobody for the workflow itself: jumps, timeouts).
+    pub by: Option<AccountId>,
+    /// The status after it.
+    pub status: String,
+    /// What happened.
+    pub kind: HistoryKind,
+}
+
+/// What a history entry records.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "type")]
+pub enum HistoryKind {
+    /// Submitted through a channel.
+    Submitted {
+        /// The channel.
+        channel: SubmissionChannel,
+    },
+    /// Moved from a status to another.
+    StatusChanged {
+        /// Former status.
+        from: String,
+        /// New status.
+        to: String,
+        /// Why: a button's label, "jump", "timeout", a global action's label.
+        cause: String,
+    },
+    /// A comment (with a button, or through a comment form).
+    Comment {
+        /// Its text.
+        text: String,
+    },
+    /// A message written by the workflow.
+    Message {
+        /// Its text.
+        text: String,
+    },
+    /// A notification was queued.
+    Notified {
+        /// Subject.
+        subject: String,
+        /// How many recipients.
+        recipients: u32,
+    },
+    /// A function was given to a role.
+    Dispatched {
+        /// Function.
+        function: String,
+        /// Role.
+        role: String,
+    },
+    /// Fields were set by the workflow.
+    FieldsSet {
+        /// Their ids.
+        fields: Vec<String>,
+    },
+    /// An agent was given access through the tracking code.
+    AccessGranted,
+    /// A workflow step failed (a template that errs at runtime); the demand stays where it is.
+    Error {
+        /// What failed.
+        message: String,
+    },
+}
+
+/// A mail a step asks for; recipients by function are resolved to accounts by the actor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotifyIntent {
+    /// The submitter (an account), when the notification goes to them.
+    pub submitter: Option<AccountId>,
+    /// Agent roles whose members receive it.
+    pub roles: Vec<String>,
+    /// Fixed addresses.
+    pub addresses: Vec<String>,
+    /// Subject.
+    pub subject: String,
+    /// Body.
+    pub body: String,
+    /// Also by text message.
+    pub sms: bool,
+}
+
+/// A timed jump to schedule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimedJump {
+    /// The jump item.
+    pub item_id: String,
+    /// The arrival it belongs to.
+    pub arrival: u64,
+    /// When it is due.
+    pub due_at: Timestamp,
+}
+
+/// What one step did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    /// The demand after it.
+    pub demand: Demand,
+    /// History entries it added.
+    pub history: Vec<HistoryEntry>,
+    /// Mails to queue.
+    pub notifications: Vec<NotifyIntent>,
+    /// Timed jumps to schedule.
+    pub timers: Vec<TimedJump>,
+}
+
+/// Errors of demands.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DemandError {
+    /// Answers refused, every one with its reason.
+    #[error("{0}")]
+    InvalidAnswers(FieldErrors),
+    /// A definition (form or workflow) cannot be saved.
+    #[error("{0}")]
+    InvalidDefinition(String),
+    /// Input breaks a rule.
+    #[error("{0}")]
+    Invalid(String),
+    /// No such demand, form, workflow or action (or hidden from the caller).
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The caller may not do this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The caller must sign in.
+    #[error("authentication required")]
+    Unauthenticated,
+    /// A slug is taken, or the definition changed since it was read.
+    #[error("{0}")]
+    Conflict(String),
+    /// Too many lookups of tracking codes from this client.
+    #[error("too many tracking code lookups, try again in a minute")]
+    RateLimited,
+    /// The actor or the store is out of reach.
+    #[error("demands unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl HasErrorCode for DemandError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            DemandError::InvalidAnswers(_)
+            | DemandError::InvalidDefinition(_)
+            | DemandError::Invalid(_) => ErrorCode::BadUserInput,
+            DemandError::NotFound(_) => ErrorCode::NotFound,
+            DemandError::Forbidden(_) => ErrorCode::Forbidden,
+            DemandError::Unauthenticated => ErrorCode::Unauthenticated,
+            DemandError::Conflict(_) => ErrorCode::Conflict,
+            DemandError::RateLimited => ErrorCode::RateLimited,
+            DemandError::Unavailable(_) => ErrorCode::Unavailable,
+        }
+    }
+
+    fn extensions(&self) -> Vec<(&'static str, Vec<String>)> {
+        match self {
+            DemandError::InvalidAnswers(errors) => vec![
+                ("invalidFields", errors.0.iter().map(|e| e.field.clone()).collect()),
+                ("fieldMessages", errors.0.iter().map(|e| e.message.clone()).collect()),
+            ],
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// The agent roles of someone acting, as the engine needs them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    /// The account.
+    pub account: AccountId,
+    /// Administrators may use every button.
+    pub admin: bool,
+    /// Agent roles.
+    pub roles: Vec<String>,
+}
+
+impl Demand {
+    /// The role playing `function` for this demand: dispatched, or the form's.
+    pub fn function_role<'a>(&'a self, form: &'a FormDef, function: &str) -> Option<&'a str> {
+        self.function_roles
+            .get(function)
+            .or_else(|| form.function_roles.get(function))
+            .map(String::as_str)
+    }
+
+    /// Every role playing a function: their agents see the demand's content.
+    pub fn content_roles(&self, form: &FormDef) -> Vec<String> {
+        let mut roles: Vec<String> = form
+            .function_roles
+            .iter()
+            .filter(|(f, _)| !self.function_roles.contains_key(*f))
+            .map(|(_, r)| r.clone())
+            .chain(self.function_roles.values().cloned())
+            .collect();
+        roles.sort();
+        roles.dedup();
+        roles
+    }
+
+    /// May `actor` use an item open to `who`?
+    pub fn may_use(&self, form: &FormDef, who: &[Who], actor: &Actor) -> bool {
+        actor.admin
+            || who.iter().any(|w| match w {
+                Who::Submitter => self.submitter == Some(actor.account),
+                Who::Function(f) => self
+                    .function_role(form, f)
+                    .is_some_and(|r| actor.roles.iter().any(|mine| mine == r)),
+                Who::Role(r) => actor.roles.contains(r),
+            })
+    }
+
+    /// The variables templates see: answers, and `form_*` facts about the demand.
+    pub fn template_context(&self, form: &FormDef, workflow: &WorkflowDef) -> Value {
+        let mut vars = Map::new();
+        template_variables(&self.data, &mut vars);
+        let status_name =
+            workflow.status(&self.status).map_or_else(|| self.status.clone(), |s| s.name.clone());
+        vars.insert("form_id".into(), self.id.to_string().into());
+        vars.insert("form_name".into(), form.title.clone().into());
+        vars.insert("form_slug".into(), form.slug.clone().into());
+        vars.insert("form_status".into(), status_name.into());
+        vars.insert("form_status_id".into(), self.status.clone().into());
+        vars.insert("form_channel".into(), self.channel.as_str().into());
+        vars.insert("form_user_display_name".into(), self.user_label.clone().into());
+        vars.insert("form_digest".into(), self.digest.clone().into());
+        let receipt = self.created_at.to_zoned(crate::time::paris());
+        vars.insert("form_receipt_date".into(), receipt.date().to_string().into());
+        vars.insert(
+            "form_receipt_datetime".into(),
+            receipt.strftime("%Y-%m-%d %H:%M").to_string().into(),
+        );
+        Value::Object(vars)
+    }
+
+    /// Renders the digest: the form's template, or its title.
+    pub fn render_digest(&self, form: &FormDef, workflow: &WorkflowDef) -> String {
+        match &form.digest_template {
+            Some(t) => {
+                template::render(t, &self.template_context(form, workflow)).unwrap_or_else(|e| {
+                    tracing::warn!(demand = %self.id, error = %e, "digest template failed");
+                    "ERROR".to_owned()
+                })
+            }
+            None => form.title.clone(),
+        }
+    }
+}
+
+/// A new demand, ready for [`submit`].
+#[derive(Debug, Clone)]
+pub struct NewDemand {
+    /// Identifier.
+    pub id: DemandId,
+    /// Validated answers.
+    pub data: Map<String, Value>,
+    /// The person it is for.
+    pub submitter: Option<AccountId>,
+    /// Their name.
+    pub user_label: String,
+    /// The agent entering it.
+    pub entered_by: Option<AccountId>,
+    /// Channel.
+    pub channel: SubmissionChannel,
+}
+
+/// Submits a demand: it enters the workflow's first status, whose automatic items run.
+pub fn submit(
+    form: &FormDef,
+    workflow: &WorkflowDef,
+    new: NewDemand,
+    now: Timestamp,
+) -> Result<Step, DemandError> {
+    let initial = workflow
+        .initial_status()
+        .ok_or_else(|| DemandError::InvalidDefinition("the workflow has no status".into()))?;
+    let demand = Demand {
+        id: new.id,
+        form_id: form.id,
+        form_version: form.version,
+        workflow_id: workflow.id,
+        workflow_version: workflow.version,
+        submitter: new.submitter,
+        user_label: new.user_label,
+        entered_by: new.entered_by,
+        channel: new.channel,
+        status: initial.id.clone(),
+        visible_status: initial.id.clone(),
+        arrival: 0,
+        status_since: now,
+        data: new.data,
+        function_roles: BTreeMap::new(),
+        // The agent who typed it in knows its content already.
+        granted: new.entered_by.into_iter().collect(),
+        digest: String::new(),
+        created_at: now,
+        updated_at: now,
+        version: 0,
+        history_len: 0,
+    };
+    let mut run = Run::new(form, workflow, demand, now, new.entered_by.or(new.submitter));
+    run.demand.digest = run.demand.render_digest(form, workflow);
+    run.record(HistoryKind::Submitted { channel: new.channel });
+    let first = initial.id.clone();
+    run.arrive(&first, 0)?;
+    Ok(run.finish())
+}
+
+/// What someone does to a demand.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Operation {
+    /// Press a button of the current status.
+    Button {
+        /// The button's id.
+        item_id: String,
+        /// A comment, where the button takes one.
+        comment: Option<String>,
+    },
+    /// Write a comment through a comment form of the current status.
+    Comment {
+        /// The form's id.
+        item_id: String,
+        /// The text.
+        text: String,
+    },
+    /// Run a global action.
+    Global {
+        /// The action's id.
+        action_id: String,
+    },
+}
+
+/// Longest comment.
+pub const MAX_COMMENT_CHARS: usize = 10_000;
+
+/// Applies an operation by `actor`.
+pub fn perform(
+    form: &FormDef,
+    workflow: &WorkflowDef,
+    demand: &Demand,
+    op: &Operation,
+    actor: &Actor,
+    now: Timestamp,
+) -> Result<Step, DemandError> {
+    let mut run = Run::new(form, workflow, demand.clone(), now, Some(actor.account));
+    let ctx = demand.template_context(form, workflow);
+    let status = workflow
+        .status(&demand.status)
+        .ok_or_else(|| DemandError::Invalid(format!("status {:?} is gone", demand.status)))?;
+    let offered = |id: &str| -> Result<&ActionItem, DemandError> {
+        let item = status
+            .items
+            .iter()
+            .find(|i| i.id == id && i.kind.is_interactive())
+            .ok_or_else(|| DemandError::NotFound(format!("action {id:?} in this status")))?;
+        if !holds(item.condition.as_deref(), &ctx) {
+            return Err(DemandError::NotFound(format!("action {id:?} in this status")));
+        }
+        Ok(item)
+    };
+    match op {
+        Operation::Button { item_id, comment } => {
+            let item = offered(item_id)?;
+            let ItemKind::Button { label, by, target, with_comment } = &item.kind else {
+                return Err(DemandError::NotFound(format!("button {item_id:?}")));
+            };
+            if !demand.may_use(form, by, actor) {
+                return Err(DemandError::Forbidden(format!("you may not use {label:?}")));
+            }
+            if let Some(text) = comment.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+                if !with_comment {
+                    return Err(DemandError::Invalid(format!("{label:?} takes no comment")));
+                }
+                run.record(HistoryKind::Comment { text: checked_comment(text)? });
+            }
+            run.jump(target, label, 0)?;
+        }
+        Operation::Comment { item_id, text } => {
+            let item = offered(item_id)?;
+            let ItemKind::Comment { by, .. } = &item.kind else {
+                return Err(DemandError::NotFound(format!("comment form {item_id:?}")));
+            };
+            if !demand.may_use(form, by, actor) {
+                return Err(DemandError::Forbidden("you may not comment here".into()));
+            }
+            let text = checked_comment(text.trim())?;
+            if text.is_empty() {
+                return Err(DemandError::Invalid("an empty comment".into()));
+            }
+            run.record(HistoryKind::Comment { text });
+        }
+        Operation::Global { action_id } => {
+            let action = workflow
+                .global_actions
+                .iter()
+                .find(|g| &g.id == action_id)
+                .filter(|g| g.statuses.is_empty() || g.statuses.contains(&demand.status))
+                .ok_or_else(|| DemandError::NotFound(format!("action {action_id:?}")))?;
+            if !demand.may_use(form, &action.by, actor) {
+                return Err(DemandError::Forbidden(format!("you may not use {:?}", action.label)));
+            }
+            run.items(&action.items, &action.label, 0)?;
+        }
+    }
+    Ok(run.finish())
+}
+
+fn checked_comment(text: &str) -> Result<String, DemandError> {
+    if text.chars().count() > MAX_COMMENT_CHARS {
+        return Err(DemandError::Invalid(format!(
+            "a comment has at most {MAX_COMMENT_CHARS} characters"
+        )));
+    }
+    Ok(text.to_owned())
+}
+
+/// Fires a timed jump if the demand is still where the jump was scheduled and its condition
+/// holds; `None` when it no longer applies.
+pub fn timeout(
+    form: &FormDef,
+    workflow: &WorkflowDef,
+    demand: &Demand,
+    item_id: &str,
+    arrival: u64,
+    now: Timestamp,
+) -> Result<Option<Step>, DemandError> {
+    if demand.arrival != arrival {
+        return Ok(None);
+    }
+    let Some(item) =
+        workflow.status(&demand.status).and_then(|s| s.items.iter().find(|i| i.id == item_id))
+    else {
+        return Ok(None);
+    };
+    let ItemKind::Jump { target, after_seconds: Some(_) } = &item.kind else { return Ok(None) };
+    if !holds(item.condition.as_deref(), &demand.template_context(form, workflow)) {
+        return Ok(None);
+    }
+    let mut run = Run::new(form, workflow, demand.clone(), now, None);
+    run.jump(target, "timeout", 0)?;
+    Ok(Some(run.finish()))
+}
+
+/// Gives an agent access to the demand (a citizen gave them its tracking code).
+pub fn grant(
+    form: &FormDef,
+    workflow: &WorkflowDef,
+    demand: &Demand,
+    agent: AccountId,
+    now: Timestamp,
+) -> Option<Step> {
+    if demand.granted.contains(&agent) {
+        return None;
+    }
+    let mut run = Run::new(form, workflow, demand.clone(), now, Some(agent));
+    run.demand.granted.push(agent);
+    run.record(HistoryKind::AccessGranted);
+    Some(run.finish())
+}
+
+fn holds(condition: Option<&str>, ctx: &Value) -> bool {
+    condition.is_none_or(|c| template::condition(c, ctx).unwrap_or(false))
+}
+
+/// One step in progress.
+struct Run<'a> {
+    form: &'a FormDef,
+    workflow: &'a WorkflowDef,
+    demand: Demand,
+    now: Timestamp,
+    by: Option<AccountId>,
+    history: Vec<HistoryEntry>,
+    notifications: Vec<NotifyIntent>,
+    timers: Vec<TimedJump>,
+}
+
+/// Whether the items of a status went on to the end or jumped away.
+enum Flow {
+    Continue,
+    Jumped,
+}
+
+impl<'a> Run<'a> {
+    fn new(
+        form: &'a FormDef,
+        workflow: &'a WorkflowDef,
+        demand: Demand,
+        now: Timestamp,
+        by: Option<AccountId>,
+    ) -> Self {
+        Self {
+            form,
+            workflow,
+            demand,
+            now,
+            by,
+            history: Vec::new(),
+            notifications: Vec::new(),
+            timers: Vec::new(),
+        }
+    }
+
+    fn record(&mut self, kind: HistoryKind) {
+        self.history.push(HistoryEntry {
+            seq: self.demand.history_len,
+            at: self.now,
+            by: self.by,
+            status: self.demand.status.clone(),
+            kind,
+        });
+        self.demand.history_len += 1;
+    }
+
+    fn context(&self) -> Value {
+        self.demand.template_context(self.form, self.workflow)
+    }
+
+    /// Moves to `target` and runs its automatic items.
+    fn jump(&mut self, target: &str, cause: &str, depth: usize) -> Result<(), DemandError> {
+        if depth >= MAX_CHAINED_JUMPS {
+            return Err(DemandError::Invalid(format!(
+                "too many jumps: the workflow loops (more than {MAX_CHAINED_JUMPS} in a row)"
+            )));
+        }
+        let status = self
+            .workflow
+            .status(target)
+            .ok_or_else(|| DemandError::Invalid(format!("status {target:?} is gone")))?;
+        let from = std::mem::replace(&mut self.demand.status, target.to_owned());
+        self.demand.arrival += 1;
+        self.demand.status_since = self.now;
+        if status.visibility == Visibility::All {
+            self.demand.visible_status = target.to_owned();
+        }
+        self.demand.digest = self.demand.render_digest(self.form, self.workflow);
+        self.record(HistoryKind::StatusChanged {
+            from,
+            to: target.to_owned(),
+            cause: cause.into(),
+        });
+        self.arrive(target, depth + 1)
+    }
+
+    /// Runs the automatic items of the status just entered.
+    fn arrive(&mut self, status: &str, depth: usize) -> Result<(), DemandError> {
+        let Some(def) = self.workflow.status(status) else { return Ok(()) };
+        let items = def.items.clone();
+        let name = def.name.clone();
+        self.items(&items, &name, depth).map(drop)
+    }
+
+    fn items(
+        &mut self,
+        items: &[ActionItem],
+        cause: &str,
+        depth: usize,
+    ) -> Result<Flow, DemandError> {
+        for item in items {
+            if item.kind.is_interactive() {
+                continue;
+            }
+            if let ItemKind::Jump { after_seconds: Some(secs), .. } = &item.kind {
+                // Checked again when due: only the arrival is recorded now.
+                let due_at = self.now
+                    + SignedDuration::from_secs(i64::try_from(*secs).unwrap_or(i64::MAX / 2));
+                self.timers.push(TimedJump {
+                    item_id: item.id.clone(),
+                    arrival: self.demand.arrival,
+                    due_at,
+                });
+                continue;
+            }
+            let ctx = self.context();
+            if !holds(item.condition.as_deref(), &ctx) {
+                continue;
+            }
+            match &item.kind {
+                ItemKind::Jump { target, .. } => {
+                    let cause = if cause.is_empty() { "jump" } else { cause };
+                    self.jump(target, &format!("{cause} (automatic)"), depth)?;
+                    return Ok(Flow::Jumped);
+                }
+                ItemKind::Notify { to, subject, body, sms } => {
+                    self.notify(to, subject, body, *sms, &ctx);
+                }
+                ItemKind::Dispatch { function, role } => match template::render(role, &ctx) {
+                    Ok(role) if !role.trim().is_empty() => {
+                        let role = role.trim().to_owned();
+                        self.demand.function_roles.insert(function.clone(), role.clone());
+                        self.record(HistoryKind::Dispatched { function: function.clone(), role });
+                    }
+                    Ok(_) => self.record(HistoryKind::Error {
+                        message: format!("dispatch of {function:?}: the role is empty"),
+                    }),
+                    Err(e) => self.record(HistoryKind::Error { message: format!("dispatch: {e}") }),
+                },
+                ItemKind::SetFields { values } => {
+                    let mut set = Vec::new();
+                    for a in values {
+                        match template::render(&a.template, &ctx) {
+                            Ok(v) => {
+                                self.demand.data.insert(a.field.clone(), Value::String(v));
+                                set.push(a.field.clone());
+                            }
+                            Err(e) => self.record(HistoryKind::Error {
+                                message: format!("field {:?}: {e}", a.field),
+                            }),
+                        }
+                    }
+                    if !set.is_empty() {
+                        self.record(HistoryKind::FieldsSet { fields: set });
+                    }
+                }
+                ItemKind::HistoryMessage { template: t } => match template::render(t, &ctx) {
+                    Ok(text) => self.record(HistoryKind::Message { text }),
+                    Err(e) => self.record(HistoryKind::Error { message: format!("message: {e}") }),
+                },
+                ItemKind::Button { .. } | ItemKind::Comment { .. } => {}
+            }
+        }
+        Ok(Flow::Continue)
+    }
+
+    fn notify(&mut self, to: &[Recipient], subject: &str, body: &str, sms: bool, ctx: &Value) {
+        let (subject, body) = match (template::render(subject, ctx), template::render(body, ctx)) {
+            (Ok(s), Ok(b)) => (s.trim().replace(['\r', '\n'], " "), b),
+            (Err(e), _) | (_, Err(e)) => {
+                self.record(HistoryKind::Error { message: format!("notification: {e}") });
+                return;
+            }
+        };
+        let mut intent = NotifyIntent {
+            submitter: None,
+            roles: Vec::new(),
+            addresses: Vec::new(),
+            subject: subject.clone(),
+            body,
+            sms,
+        };
+        for r in to {
+            match r {
+                Recipient::Submitter => intent.submitter = self.demand.submitter,
+                Recipient::Function(f) => {
+                    if let Some(role) = self.demand.function_role(self.form, f) {
+                        intent.roles.push(role.to_owned());
+                    }
+                }
+                Recipient::Address(a) => intent.addresses.push(a.clone()),
+            }
+        }
+        let recipients = u32::from(intent.submitter.is_some())
+            + intent.roles.len() as u32
+            + intent.addresses.len() as u32;
+        if recipients > 0 {
+            self.notifications.push(intent);
+        }
+        self.record(HistoryKind::Notified { subject, recipients });
+    }
+
+    fn finish(mut self) -> Step {
+        self.demand.digest = self.demand.render_digest(self.form, self.workflow);
+        self.demand.updated_at = self.now;
+        self.demand.version += 1;
+        Step {
+            demand: self.demand,
+            history: self.history,
+            notifications: self.notifications,
+            timers: self.timers,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,310 @@
+use std::collections::BTreeMap;
+
+use serde_json::json;
+
+use super::*;
+use crate::demands::form::{DEFAULT_DRAFT_DAYS, Field, FieldKind, Required};
+use crate::demands::workflow::{Assignment, GlobalAction, StatusDef};
+
+fn now() -> Timestamp {
+    "2026-12-04T09:00:00Z".parse().unwrap()
+}
+
+fn item(id: &str, kind: ItemKind) -> ActionItem {
+    ActionItem { id: id.into(), condition: None, kind }
+}
+
+fn status(id: &str, items: Vec<ActionItem>) -> StatusDef {
+    StatusDef {
+        id: id.into(),
+        name: id.to_uppercase(),
+        visibility: Visibility::All,
+        endpoint: false,
+        items,
+    }
+}
+
+fn button(id: &str, who: Who, target: &str) -> ActionItem {
+    item(
+        id,
+        ItemKind::Button {
+            label: id.into(),
+            by: vec![who],
+            target: target.into(),
+            with_comment: true,
+        },
+    )
+}
+
+/// new → (auto: dispatch, notify, jump if urgent) → in-progress → accepted / rejected.
+fn workflow() -> WorkflowDef {
+    let mut urgent =
+        item("urgent", ItemKind::Jump { target: "in-progress".into(), after_seconds: None });
+    urgent.condition = Some("form_var_urgent".into());
+    WorkflowDef {
+        id: WorkflowId::new(),
+        slug: "simple".into(),
+        name: "Simple".into(),
+        functions: vec!["receiver".into()],
+        statuses: vec![
+            status(
+                "new",
+                vec![
+                    item(
+                        "ack",
+                        ItemKind::Notify {
+                            to: vec![Recipient::Submitter, Recipient::Function("receiver".into())],
+                            subject: "Demand {{ form_digest }} received".into(),
+                            body: "Hello {{ form_user_display_name }}".into(),
+                            sms: false,
+                        },
+                    ),
+                    urgent,
+                    button("take", Who::Function("receiver".into()), "in-progress"),
+                    item(
+                        "late",
+                        ItemKind::Jump { target: "rejected".into(), after_seconds: Some(3600) },
+                    ),
+                ],
+            ),
+            StatusDef {
+                visibility: Visibility::Restricted,
+                ..status(
+                    "in-progress",
+                    vec![
+                        button("accept", Who::Function("receiver".into()), "accepted"),
+                        button("reject", Who::Role("mayor".into()), "rejected"),
+                        item(
+                            "note",
+                            ItemKind::Comment { label: "Note".into(), by: vec![Who::Submitter] },
+                        ),
+                    ],
+                )
+            },
+            status(
+                "accepted",
+                vec![item(
+                    "stamp",
+                    ItemKind::SetFields {
+                        values: vec![Assignment {
+                            field: "decision".into(),
+                            template: "ok for {{ form_var_name }}".into(),
+                        }],
+                    },
+                )],
+            ),
+            status("rejected", vec![]),
+        ],
+        global_actions: vec![GlobalAction {
+            id: "reassign".into(),
+            label: "Reassign".into(),
+            by: vec![Who::Role("mayor".into())],
+            statuses: vec![],
+            mass: true,
+            items: vec![item(
+                "to-mayor",
+                ItemKind::Dispatch { function: "receiver".into(), role: "mayor".into() },
+            )],
+        }],
+        version: 1,
+    }
+}
+
+fn form(wf: &WorkflowDef) -> FormDef {
+    FormDef {
+        id: FormId::new(),
+        slug: "noise".into(),
+        title: "Noise".into(),
+        description: String::new(),
+        category: None,
+        workflow_id: wf.id,
+        function_roles: BTreeMap::from([("receiver".into(), "police".into())]),
+        summary_roles: vec![],
+        backoffice_submission_roles: vec![],
+        allow_anonymous: false,
+        fields: vec![Field {
+            id: "name".into(),
+            label: "Name".into(),
+            hint: String::new(),
+            kind: FieldKind::String,
+            required: Required::Always,
+            condition: None,
+            validation: None,
+            prefill: None,
+            read_only: false,
+            in_listing: true,
+        }],
+        digest_template: Some("{{ form_var_name }} — {{ form_status }}".into()),
+        draft_days: DEFAULT_DRAFT_DAYS,
+        version: 3,
+    }
+}
+
+fn submitted(urgent: bool) -> (FormDef, WorkflowDef, Step, AccountId) {
+    let wf = workflow();
+    let f = form(&wf);
+    let citizen = AccountId::new();
+    let data = json!({"name": "Camille", "urgent": urgent}).as_object().cloned().unwrap();
+    let new = NewDemand {
+        id: DemandId::new(),
+        data,
+        submitter: Some(citizen),
+        user_label: "Camille Martin".into(),
+        entered_by: None,
+        channel: SubmissionChannel::Web,
+    };
+    let step = submit(&f, &wf, new, now()).unwrap();
+    (f, wf, step, citizen)
+}
+
+fn agent(role: &str) -> Actor {
+    Actor { account: AccountId::new(), admin: false, roles: vec![role.into()] }
+}
+
+#[test]
+fn submission_runs_the_first_status_and_schedules_its_timeout() {
+    let (f, _, step, citizen) = submitted(false);
+    let d = &step.demand;
+    assert_eq!(d.status, "new");
+    assert_eq!(d.form_version, 3);
+    assert_eq!(d.digest, "Camille — NEW");
+    assert_eq!(d.content_roles(&f), ["police"]);
+    assert_eq!(step.notifications.len(), 1);
+    let n = &step.notifications[0];
+    assert_eq!((n.submitter, n.roles.clone()), (Some(citizen), vec!["police".to_owned()]));
+    assert!(n.subject.starts_with("Demand Camille"));
+    assert_eq!(n.body, "Hello Camille Martin");
+    assert_eq!(
+        step.timers,
+        [TimedJump {
+            item_id: "late".into(),
+            arrival: 0,
+            due_at: now() + SignedDuration::from_hours(1)
+        }]
+    );
+    let kinds: Vec<&str> = step
+        .history
+        .iter()
+        .map(|h| match h.kind {
+            HistoryKind::Submitted { .. } => "submitted",
+            HistoryKind::Notified { .. } => "notified",
+            _ => "other",
+        })
+        .collect();
+    assert_eq!(kinds, ["submitted", "notified"]);
+    assert_eq!(d.history_len, 2);
+    assert_eq!(d.version, 1);
+}
+
+#[test]
+fn an_immediate_jump_chains_into_the_next_status() {
+    let (_, _, step, _) = submitted(true);
+    assert_eq!(step.demand.status, "in-progress");
+    assert_eq!(step.demand.visible_status, "new", "the submitter does not see restricted statuses");
+    assert!(
+        step.history.iter().any(
+            |h| matches!(&h.kind, HistoryKind::StatusChanged { to, .. } if to == "in-progress")
+        )
+    );
+}
+
+#[test]
+fn buttons_are_for_the_roles_of_their_functions() {
+    let (f, wf, step, citizen) = submitted(false);
+    let d = step.demand;
+    let take = Operation::Button { item_id: "take".into(), comment: Some("on it".into()) };
+    let e = perform(&f, &wf, &d, &take, &agent("culture"), now()).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::Forbidden);
+    let citizen = Actor { account: citizen, admin: false, roles: vec![] };
+    assert_eq!(
+        perform(&f, &wf, &d, &take, &citizen, now()).unwrap_err().code(),
+        ErrorCode::Forbidden
+    );
+    let step = perform(&f, &wf, &d, &take, &agent("police"), now()).unwrap();
+    assert_eq!(step.demand.status, "in-progress");
+    assert_eq!(step.demand.arrival, 1);
+    assert!(matches!(&step.history[0].kind, HistoryKind::Comment { text } if text == "on it"));
+    // A button of another status is not offered here.
+    let accept = Operation::Button { item_id: "accept".into(), comment: None };
+    assert_eq!(
+        perform(&f, &wf, &d, &accept, &agent("police"), now()).unwrap_err().code(),
+        ErrorCode::NotFound
+    );
+    let done = perform(&f, &wf, &step.demand, &accept, &agent("police"), now()).unwrap();
+    assert_eq!(done.demand.status, "accepted");
+    assert_eq!(done.demand.data["decision"], "ok for Camille");
+    assert!(wf.is_endpoint("accepted"));
+    // The submitter comments where the workflow lets them.
+    let note = Operation::Comment { item_id: "note".into(), text: "  thanks ".into() };
+    let c = perform(&f, &wf, &step.demand, &note, &citizen, now()).unwrap();
+    assert!(matches!(&c.history[0].kind, HistoryKind::Comment { text } if text == "thanks"));
+}
+
+#[test]
+fn dispatch_moves_the_function_and_its_content_access() {
+    let (f, wf, step, _) = submitted(false);
+    let run = Operation::Global { action_id: "reassign".into() };
+    let step = perform(&f, &wf, &step.demand, &run, &agent("mayor"), now()).unwrap();
+    assert_eq!(step.demand.function_role(&f, "receiver"), Some("mayor"));
+    assert_eq!(step.demand.content_roles(&f), ["mayor"]);
+    let take = Operation::Button { item_id: "take".into(), comment: None };
+    assert_eq!(
+        perform(&f, &wf, &step.demand, &take, &agent("police"), now()).unwrap_err().code(),
+        ErrorCode::Forbidden
+    );
+    assert!(perform(&f, &wf, &step.demand, &take, &agent("mayor"), now()).is_ok());
+}
+
+#[test]
+fn timeouts_fire_only_if_the_demand_has_not_moved() {
+    let (f, wf, step, _) = submitted(false);
+    let later = now() + SignedDuration::from_hours(2);
+    let fired = timeout(&f, &wf, &step.demand, "late", 0, later).unwrap().unwrap();
+    assert_eq!(fired.demand.status, "rejected");
+    let take = Operation::Button { item_id: "take".into(), comment: None };
+    let moved = perform(&f, &wf, &step.demand, &take, &agent("police"), now()).unwrap();
+    assert!(timeout(&f, &wf, &moved.demand, "late", 0, later).unwrap().is_none());
+}
+
+#[test]
+fn a_looping_workflow_is_stopped_and_changes_nothing() {
+    let mut wf = workflow();
+    wf.statuses[0].items =
+        vec![item("a", ItemKind::Jump { target: "rejected".into(), after_seconds: None })];
+    wf.statuses[3].items =
+        vec![item("b", ItemKind::Jump { target: "new".into(), after_seconds: None })];
+    let f = form(&wf);
+    let new = NewDemand {
+        id: DemandId::new(),
+        data: Map::new(),
+        submitter: None,
+        user_label: String::new(),
+        entered_by: None,
+        channel: SubmissionChannel::Phone,
+    };
+    let e = submit(&f, &wf, new, now()).unwrap_err();
+    assert!(e.to_string().contains("too many jumps"), "{e}");
+}
+
+#[test]
+fn workflow_definitions_are_checked() {
+    let wf = workflow();
+    assert!(wf.check().is_ok());
+    let mut bad = workflow();
+    bad.statuses[0]
+        .items
+        .push(item("x", ItemKind::Jump { target: "nowhere".into(), after_seconds: None }));
+    assert!(bad.check().unwrap_err().0.contains("nowhere"));
+    let mut bad = workflow();
+    bad.statuses[1].items.push(button("y", Who::Function("clerk".into()), "new"));
+    assert!(bad.check().unwrap_err().0.contains("clerk"));
+    let mut bad = workflow();
+    bad.statuses[2].items.push(item("z", ItemKind::HistoryMessage { template: "{{ oops ".into() }));
+    assert!(bad.check().is_err());
+    let mut bad = workflow();
+    bad.statuses.push(status("new", vec![]));
+    assert!(bad.check().is_err());
+    let mut bad = workflow();
+    bad.statuses[2].items.push(button("take", Who::Submitter, "new"));
+    assert!(bad.check().unwrap_err().0.contains("unique"));
+}

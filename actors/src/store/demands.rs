@@ -1,0 +1,375 @@
+//! Definitions (forms, workflows) with every saved version, demands with their history, and
+//! tracking codes (by hash).
+//!
+//! A definition's current body sits in `definition`; each save also writes
+//! `definition_version:<id>-<n>`, so history, diff and restore read it back. A demand's record
+//! holds its whole state; each history entry is its own record, so a step writes only what it
+//! adds. Every write of a demand checks the version it was based on, so two processes sharing
+//! the database can never both move one demand.
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::records::OutboxRecord;
+use super::{Store, StoreError, json, parse_id};
+use crate::demands::model::{Demand, HistoryEntry, Step};
+use crate::ids::{AccountId, DemandId};
+use crate::mail::OutgoingMail;
+use crate::scheduler::ScheduledJob;
+use crate::time::{from_micros, to_micros};
+
+/// The kinds of definitions kept with versions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DefinitionKind {
+    /// A form.
+    Form,
+    /// A workflow.
+    Workflow,
+}
+
+impl DefinitionKind {
+    /// Storage name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DefinitionKind::Form => "form",
+            DefinitionKind::Workflow => "workflow",
+        }
+    }
+}
+
+/// One saved version of a definition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredVersion {
+    /// Version number, from 1.
+    pub version: u32,
+    /// The definition as saved (JSON).
+    pub body: String,
+    /// When.
+    pub saved_at: Timestamp,
+    /// By whom.
+    pub saved_by: Option<AccountId>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct VersionRecord {
+    version: u32,
+    body: String,
+    saved_us: i64,
+    #[serde(default)]
+    saved_by: Option<String>,
+}
+
+impl VersionRecord {
+    fn into_version(self) -> Result<StoredVersion, StoreError> {
+        Ok(StoredVersion {
+            version: self.version,
+            body: self.body,
+            saved_at: from_micros(self.saved_us),
+            saved_by: self.saved_by.as_deref().map(parse_id).transpose()?,
+        })
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct DemandRecord {
+    state: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct HistoryRecord {
+    entry: String,
+}
+
+fn history_key(demand: DemandId, seq: u64) -> String {
+    // Zero-padded so that keys sort by position.
+    format!("{demand}-{seq:010}")
+}
+
+fn encode<T: Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn decode_str<T: for<'de> Deserialize<'de>>(s: &str) -> Result<T, StoreError> {
+    serde_json::from_str(s).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// What a demand step writes besides the demand itself.
+#[derive(Debug, Default)]
+pub struct StepWrites {
+    /// Mails to queue.
+    pub mails: Vec<OutgoingMail>,
+    /// Jobs to schedule.
+    pub jobs: Vec<ScheduledJob>,
+    /// On submission: the hash of the tracking code.
+    pub tracking_hash: Option<String>,
+}
+
+impl Store {
+    /// Saves a definition: creates it when `expected` is `None` (`Duplicate` if the slug is
+    /// taken), otherwise replaces version `expected` by `expected + 1` (`Conflict` when someone
+    /// saved in between, `Duplicate` when the new slug is taken). Returns the new version.
+    pub async fn save_definition(
+        &self,
+        kind: DefinitionKind,
+        id: &str,
+        slug: &str,
+        expected: Option<u32>,
+        body: &str,
+        by: Option<AccountId>,
+    ) -> Result<u32, StoreError> {
+        let version = expected.map_or(1, |v| v + 1);
+        let query = if expected.is_none() {
+            "BEGIN TRANSACTION;
+             CREATE type::record('definition_slug', $slug_key) SET definition = $id;
+             CREATE type::record('definition', $id) CONTENT { kind: $kind, slug: $slug, version: 1, body: $body, updated_us: $now };
+             CREATE type::record('definition_version', $version_key) CONTENT { definition: $id, version: 1, body: $body, saved_us: $now, saved_by: $by };
+             COMMIT TRANSACTION;"
+        } else {
+            "BEGIN TRANSACTION;
+             LET $cur = (SELECT VALUE [version, slug] FROM ONLY type::record('definition', $id));
+             IF $cur == NONE { THROW 'stale definition: it does not exist' };
+             IF $cur[0] != $expected { THROW 'stale definition: saved by someone else in between' };
+             IF $cur[1] != $slug {
+                DELETE type::record('definition_slug', $kind + '-' + $cur[1]);
+                CREATE type::record('definition_slug', $slug_key) SET definition = $id;
+             };
+             UPDATE type::record('definition', $id) SET slug = $slug, version = $new, body = $body, updated_us = $now;
+             CREATE type::record('definition_version', $version_key) CONTENT { definition: $id, version: $new, body: $body, saved_us: $now, saved_by: $by };
+             COMMIT TRANSACTION;"
+        };
+        self.write(
+            query,
+            vec![
+                ("id", id.into()),
+                ("kind", kind.as_str().into()),
+                ("slug", slug.into()),
+                ("slug_key", format!("{}-{slug}", kind.as_str()).into()),
+                ("version_key", format!("{id}-{version}").into()),
+                ("expected", expected.unwrap_or_default().into()),
+                ("new", version.into()),
+                ("body", body.into()),
+                ("now", to_micros(Timestamp::now()).into()),
+                ("by", by.map(|a| a.to_string()).into()),
+            ],
+        )
+        .await?;
+        Ok(version)
+    }
+
+    /// The current body and version of a definition.
+    pub async fn definition(&self, id: &str) -> Result<Option<(u32, String)>, StoreError> {
+        #[derive(Deserialize)]
+        struct Current {
+            version: u32,
+            body: String,
+        }
+        let row: Option<Current> = self
+            .row(
+                "SELECT version, body FROM type::record('definition', $id)",
+                vec![("id", id.into())],
+            )
+            .await?;
+        Ok(row.map(|c| (c.version, c.body)))
+    }
+
+    /// The id of the definition with this slug.
+    pub async fn definition_id_by_slug(
+        &self,
+        kind: DefinitionKind,
+        slug: &str,
+    ) -> Result<Option<String>, StoreError> {
+        self.row(
+            "SELECT VALUE definition FROM type::record('definition_slug', $key)",
+            vec![("key", format!("{}-{slug}", kind.as_str()).into())],
+        )
+        .await
+    }
+
+    /// Every definition of a kind (current bodies), by slug.
+    pub async fn definitions(&self, kind: DefinitionKind) -> Result<Vec<String>, StoreError> {
+        self.rows(
+            "SELECT VALUE body FROM definition WHERE kind = $kind ORDER BY slug",
+            vec![("kind", kind.as_str().into())],
+        )
+        .await
+    }
+
+    /// One saved version.
+    pub async fn definition_version(
+        &self,
+        id: &str,
+        version: u32,
+    ) -> Result<Option<StoredVersion>, StoreError> {
+        let rec: Option<VersionRecord> = self
+            .row(
+                "SELECT * FROM type::record('definition_version', $key)",
+                vec![("key", format!("{id}-{version}").into())],
+            )
+            .await?;
+        rec.map(VersionRecord::into_version).transpose()
+    }
+
+    /// Every saved version, newest first.
+    pub async fn definition_versions(&self, id: &str) -> Result<Vec<StoredVersion>, StoreError> {
+        let recs: Vec<VersionRecord> = self
+            .rows(
+                "SELECT * FROM definition_version WHERE definition = $id ORDER BY version DESC",
+                vec![("id", id.into())],
+            )
+            .await?;
+        recs.into_iter().map(VersionRecord::into_version).collect()
+    }
+
+    /// Writes a demand step in one transaction: the demand (created on submission, otherwise
+    /// only if still at the version the step was based on), its new history entries, its
+    /// tracking code, mails and jobs.
+    pub async fn write_demand_step(
+        &self,
+        step: &Step,
+        writes: &StepWrites,
+    ) -> Result<(), StoreError> {
+        let d = &step.demand;
+        let now = Timestamp::now();
+        let history: Vec<Value> = step
+            .history
+            .iter()
+            .map(|h| {
+                Ok(serde_json::json!({
+                    "key": history_key(d.id, h.seq),
+                    "demand": d.id.to_string(),
+                    "seq": h.seq,
+                    "entry": encode(h)?,
+                }))
+            })
+            .collect::<Result<_, StoreError>>()?;
+        let mails: Vec<Value> = writes
+            .mails
+            .iter()
+            .map(|m| json(&OutboxRecord::queued(m, now)))
+            .collect::<Result<_, _>>()?;
+        let jobs: Vec<Value> = writes.jobs.iter().map(|j| super::jobs::job_row(j, now)).collect();
+        let record = serde_json::json!({
+            "form": d.form_id.to_string(),
+            "status": d.status,
+            "submitter": d.submitter.map(|a| a.to_string()),
+            "version": d.version,
+            "created_us": to_micros(d.created_at),
+            "updated_us": to_micros(d.updated_at),
+            "state": encode(d)?,
+        });
+        let mut query = String::from("BEGIN TRANSACTION;\n");
+        if d.version == 1 {
+            query.push_str("CREATE type::record('demand', $id) CONTENT $record RETURN NONE;\n");
+        } else {
+            query.push_str(
+                "LET $r = (UPDATE type::record('demand', $id) CONTENT $record WHERE version = $expected RETURN VALUE version);
+                 IF array::len($r) == 0 { THROW 'stale demand ' + $id };\n",
+            );
+        }
+        query.push_str(
+            "FOR $h IN $history { CREATE type::record('demand_history', $h.key) CONTENT { demand: $h.demand, seq: $h.seq, entry: $h.entry } RETURN NONE; };\n",
+        );
+        if writes.tracking_hash.is_some() {
+            query.push_str(
+                "CREATE type::record('tracking_code', $tracking) SET demand = $id RETURN NONE;\n",
+            );
+        }
+        if !mails.is_empty() {
+            query.push_str("INSERT INTO outbox $mails RETURN NONE;\n");
+        }
+        if !jobs.is_empty() {
+            query.push_str(super::jobs::UPSERT_JOBS);
+        }
+        query.push_str("COMMIT TRANSACTION;");
+        let has_jobs = !jobs.is_empty();
+        self.write(
+            &query,
+            vec![
+                ("id", d.id.to_string().into()),
+                ("expected", (d.version - 1).into()),
+                ("record", record),
+                ("history", Value::Array(history)),
+                ("tracking", writes.tracking_hash.clone().unwrap_or_default().into()),
+                ("mails", Value::Array(mails)),
+                ("jobs", Value::Array(jobs)),
+            ],
+        )
+        .await?;
+        if has_jobs {
+            self.wake_scheduler();
+        }
+        Ok(())
+    }
+
+    /// A demand's state.
+    pub async fn demand(&self, id: DemandId) -> Result<Option<Demand>, StoreError> {
+        let rec: Option<DemandRecord> = self
+            .row(
+                "SELECT state FROM type::record('demand', $id)",
+                vec![("id", id.to_string().into())],
+            )
+            .await?;
+        rec.map(|r| decode_str(&r.state)).transpose()
+    }
+
+    /// A page of a demand's history: entries from `from`, at most `limit`.
+    pub async fn demand_history(
+        &self,
+        id: DemandId,
+        from: u64,
+        limit: u32,
+    ) -> Result<Vec<HistoryEntry>, StoreError> {
+        let recs: Vec<HistoryRecord> = self
+            .rows(
+                "SELECT entry, seq FROM demand_history WHERE demand = $id AND seq >= $from ORDER BY seq LIMIT $limit",
+                vec![
+                    ("id", id.to_string().into()),
+                    ("from", from.into()),
+                    ("limit", limit.into()),
+                ],
+            )
+            .await?;
+        recs.iter().map(|r| decode_str(&r.entry)).collect()
+    }
+
+    /// The demand a tracking code (by hash) opens.
+    pub async fn demand_by_tracking_hash(
+        &self,
+        hash: &str,
+    ) -> Result<Option<DemandId>, StoreError> {
+        let id: Option<String> = self
+            .row(
+                "SELECT VALUE demand FROM type::record('tracking_code', $hash)",
+                vec![("hash", hash.into())],
+            )
+            .await?;
+        id.as_deref().map(parse_id).transpose()
+    }
+
+    /// The demands of an account, newest first.
+    pub async fn demands_of(
+        &self,
+        account: AccountId,
+        limit: u32,
+    ) -> Result<Vec<Demand>, StoreError> {
+        let recs: Vec<DemandRecord> = self
+            .rows(
+                "SELECT state, created_us FROM demand WHERE submitter = $account ORDER BY created_us DESC LIMIT $limit",
+                vec![("account", account.to_string().into()), ("limit", limit.into())],
+            )
+            .await?;
+        recs.iter().map(|r| decode_str(&r.state)).collect()
+    }
+
+    /// The accounts holding an agent role (the recipients of a notification to a function).
+    pub async fn accounts_with_role(&self, role: &str) -> Result<Vec<AccountId>, StoreError> {
+        let ids: Vec<String> = self
+            .rows(
+                "SELECT VALUE record::id(id) FROM account WHERE agent_roles CONTAINS $role",
+                vec![("role", role.into())],
+            )
+            .await?;
+        ids.iter().map(|s| parse_id(s)).collect()
+    }
+}

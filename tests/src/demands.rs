@@ -1,0 +1,639 @@
+//! Demands end to end: definitions with versions, submission with validation, workflows moved
+//! by buttons, comments and timeouts, access by role and by tracking code, mails, and the live
+//! subscription of a demand.
+
+use std::time::Duration;
+
+use clients::{GraphqlClient, WsClient, WsProtocol};
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+const CREATE_WORKFLOW: &str = "mutation($input: WorkflowInput!) { createWorkflow(input: $input) { id version statuses { id endpoint } } }";
+const CREATE_FORM: &str =
+    "mutation($input: FormInput!) { createForm(input: $input) { id slug version } }";
+const SUBMIT: &str = "mutation($input: SubmitDemandInput!) { submitDemand(input: $input) {
+    trackingCode demand { id digest status { id name } formVersion data channel } } }";
+const DEMAND: &str = "query($id: ID!) { demand(id: $id) { id digest status { id name } data
+    history { kind text status } actions { id label kind withComment } } }";
+const PERFORM: &str = "mutation($demand: ID!, $action: String!, $comment: String) {
+    performAction(demandId: $demand, actionId: $action, comment: $comment) { status { id } } }";
+
+/// Received → (urgent: straight to) In progress (restricted) → Accepted / Rejected; a timeout
+/// closes demands nobody took; citizens may comment while it is in progress.
+fn workflow_input(slug: &str, timeout_seconds: u64) -> Value {
+    json!({
+        "slug": slug,
+        "name": "Urbanisme",
+        "functions": ["receiver"],
+        "statuses": [
+            { "id": "received", "name": "Received", "items": [
+                { "id": "ack", "type": "NOTIFY", "to": [{ "submitter": true }, { "function": "receiver" }],
+                  "subject": "Demand received: {{ form_digest }}",
+                  "body": "Hello {{ form_user_display_name }}, your demand about {{ form_var_address }} is {{ form_status }}." },
+                { "id": "urgent", "type": "JUMP", "target": "in-progress", "condition": "form_var_urgent" },
+                { "id": "take", "type": "BUTTON", "label": "Take", "by": [{ "function": "receiver" }],
+                  "target": "in-progress", "withComment": true },
+                { "id": "forgotten", "type": "JUMP", "target": "closed", "afterSeconds": timeout_seconds }
+            ]},
+            { "id": "in-progress", "name": "In progress", "visibility": "RESTRICTED", "items": [
+                { "id": "accept", "type": "BUTTON", "label": "Accept", "by": [{ "function": "receiver" }], "target": "accepted" },
+                { "id": "reject", "type": "BUTTON", "label": "Reject", "by": [{ "role": "direction" }], "target": "rejected" },
+                { "id": "note", "type": "COMMENT", "label": "Add a note", "by": [{ "submitter": true }] }
+            ]},
+            { "id": "accepted", "name": "Accepted", "items": [
+                { "id": "stamp", "type": "SET_FIELDS", "values": [{ "field": "decision", "template": "granted to {{ form_user_display_name }}" }] },
+                { "id": "tell", "type": "NOTIFY", "to": [{ "submitter": true }], "subject": "Accepted", "body": "{{ form_var_decision }}" }
+            ]},
+            { "id": "rejected", "name": "Rejected" },
+            { "id": "closed", "name": "Closed without answer" }
+        ],
+        "globalActions": [
+            { "id": "to-direction", "label": "Send to the direction", "by": [{ "role": "direction" }],
+              "items": [{ "id": "give", "type": "DISPATCH", "function": "receiver", "role": "direction" }] }
+        ]
+    })
+}
+
+fn form_input(slug: &str, workflow_id: &str, extra: Value) -> Value {
+    let mut input = json!({
+        "slug": slug,
+        "title": "Building permit",
+        "workflowId": workflow_id,
+        "functionRoles": [{ "function": "receiver", "role": "urbanisme" }],
+        "summaryRoles": ["accueil"],
+        "backofficeSubmissionRoles": ["accueil"],
+        "digestTemplate": "{{ form_var_address }} ({{ form_var_kind }})",
+        "fields": [
+            { "id": "name", "label": "Name", "type": "STRING", "readOnly": true, "prefill": { "user": "LAST_NAME" } },
+            { "id": "address", "label": "Address", "type": "STRING", "required": "REQUIRED" },
+            { "id": "zip", "label": "Postcode", "type": "STRING", "required": "REQUIRED",
+              "validation": { "regex": "[0-9]{5}", "message": "a French postcode has five digits" } },
+            { "id": "email", "label": "Email", "type": "EMAIL", "required": "FRONT_OFFICE" },
+            { "id": "kind", "label": "Kind", "type": "ITEM", "required": "REQUIRED",
+              "choices": [{ "id": "house", "text": "House" }, { "id": "shed", "text": "Garden shed" }] },
+            { "id": "area", "label": "Area (m²)", "type": "NUMBER", "min": 1, "max": 10000,
+              "condition": "form_var_kind_raw == 'house'", "required": "REQUIRED" },
+            { "id": "urgent", "label": "Urgent", "type": "BOOL" }
+        ]
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        input[k] = v.clone();
+    }
+    input
+}
+
+async fn account(
+    admin: &GraphqlClient,
+    server: &TestServer,
+    email: &str,
+    roles: &[&str],
+) -> GraphqlClient {
+    let r = admin
+        .request(
+            "mutation($input: CreateAccountInput!) { createAccount(input: $input) { id } }",
+            json!({ "input": { "email": email, "password": "agent-password", "firstName": "Agent",
+                "lastName": email, "agentRoles": roles } }),
+        )
+        .await
+        .unwrap();
+    assert!(r.is_ok(), "{}", r.body);
+    server.client().login(email, "agent-password").await.unwrap()
+}
+
+async fn define(admin: &GraphqlClient, slug: &str, timeout: u64, extra: Value) -> (String, String) {
+    let r = admin
+        .request(CREATE_WORKFLOW, json!({ "input": workflow_input(slug, timeout) }))
+        .await
+        .unwrap();
+    assert!(r.is_ok(), "createWorkflow: {}", r.body);
+    let workflow = r.data()["createWorkflow"]["id"].as_str().unwrap().to_owned();
+    let r = admin
+        .request(CREATE_FORM, json!({ "input": form_input(slug, &workflow, extra) }))
+        .await
+        .unwrap();
+    assert!(r.is_ok(), "createForm: {}", r.body);
+    (workflow, r.data()["createForm"]["id"].as_str().unwrap().to_owned())
+}
+
+async fn submit(client: &GraphqlClient, form: &str, answers: Value) -> clients::Response {
+    client.request(SUBMIT, json!({ "input": { "form": form, "answers": answers } })).await.unwrap()
+}
+
+fn valid_answers() -> Value {
+    json!({ "address": "3 rue des Lilas", "zip": "44000", "email": "camille@example.org",
+            "kind": "house", "area": "120" })
+}
+
+async fn status(client: &GraphqlClient, id: &str) -> String {
+    let r = client.request(DEMAND, json!({ "id": id })).await.unwrap();
+    assert!(r.is_ok(), "{}", r.body);
+    r.data()["demand"]["status"]["id"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn a_demand_is_validated_dispatched_processed_and_followed_live() {
+    run(async {
+        let smtp = SmtpSink::start().await;
+        let server = TestServer::start_with(|c| c.smtp_url = Some(smtp.url())).await;
+        let admin = server.admin().await;
+        let urbanisme = account(&admin, &server, "instructeur@mairie.test", &["urbanisme"]).await;
+        let accueil = account(&admin, &server, "accueil@mairie.test", &["accueil"]).await;
+        let culture = account(&admin, &server, "culture@mairie.test", &["culture"]).await;
+        let (_, _) = define(&admin, "permis", 3600, json!({})).await;
+        let (citizen, citizen_id) = server
+            .client()
+            .register("camille@citoyens.test", PASSWORD, "Camille", "Martin")
+            .await
+            .unwrap();
+
+        // Every bad answer at once, with its field; nothing is saved.
+        let r = submit(
+            &citizen,
+            "permis",
+            json!({ "zip": "4400", "kind": "villa", "name": "Forged", "nope": 1 }),
+        )
+        .await;
+        assert_eq!(r.error_code(), Some("BAD_USER_INPUT"), "{}", r.body);
+        let ext = &r.body["errors"][0]["extensions"];
+        let fields: Vec<&str> =
+            ext["invalidFields"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+        assert_eq!(fields, ["address", "zip", "email", "kind", "nope"], "{}", r.body);
+        assert!(r.body.to_string().contains("a French postcode has five digits"));
+        let mine = citizen.request("{ myDemands { id } }", json!({})).await.unwrap();
+        assert_eq!(mine.data()["myDemands"], json!([]));
+
+        // A valid one enters the workflow: the read-only name comes from the profile, the
+        // hidden question is dropped, both the citizen and the receiving role are mailed.
+        let mut answers = valid_answers();
+        answers["kind"] = json!("shed");
+        answers["area"] = json!("5");
+        let r = submit(&citizen, "permis", answers).await;
+        assert!(r.is_ok(), "{}", r.body);
+        let submitted = &r.data()["submitDemand"];
+        let demand = submitted["demand"]["id"].as_str().unwrap().to_owned();
+        assert_eq!(submitted["demand"]["status"]["id"], "received");
+        assert_eq!(submitted["demand"]["digest"], "3 rue des Lilas (Garden shed)");
+        let data = &submitted["demand"]["data"];
+        assert_eq!(data["name"], "Martin");
+        assert!(data.get("area").is_none(), "a hidden field keeps no answer: {data}");
+        assert_eq!(data["kind"], json!({ "id": "shed", "text": "Garden shed" }));
+        assert_eq!(submitted["trackingCode"].as_str().unwrap().len(), 31);
+        let mailed = eventually(Duration::from_secs(20), async || smtp.messages().len() >= 2).await;
+        assert!(mailed, "mails: {:?}", smtp.messages());
+        let messages = smtp.messages();
+        assert_eq!(messages.len(), 2, "one per recipient account");
+        assert!(messages.iter().any(|m| m.contains("camille@citoyens.test")));
+        assert!(messages.iter().any(|m| m.contains("instructeur@mairie.test")));
+        assert!(messages.iter().all(|m| m.contains("Demand received: 3 rue des Lilas")));
+
+        // Access: content for the receiving role, summary for the welcome desk, nothing else.
+        assert_eq!(status(&urbanisme, &demand).await, "received");
+        let r = accueil
+            .request("query($id: ID!) { demand(id: $id) { digest data } }", json!({ "id": demand }))
+            .await
+            .unwrap();
+        assert_eq!(r.data()["demand"]["digest"], "3 rue des Lilas (Garden shed)", "{}", r.body);
+        assert_eq!(r.error_code(), Some("FORBIDDEN"), "data is content: {}", r.body);
+        let r = culture.request(DEMAND, json!({ "id": demand })).await.unwrap();
+        assert_eq!(r.error_code(), Some("NOT_FOUND"), "{}", r.body);
+        let r = server.client().request(DEMAND, json!({ "id": demand })).await.unwrap();
+        assert_eq!(r.error_code(), Some("UNAUTHENTICATED"), "{}", r.body);
+
+        // The citizen follows it live.
+        let mut ws = WsClient::connect(&server.base, WsProtocol::TransportWs, citizen.token())
+            .await
+            .unwrap();
+        ws.subscribe(
+            "d",
+            "subscription($id: ID!) { demandUpdated(demandId: $id) { status { id } version } }",
+            json!({ "id": demand }),
+        )
+        .await
+        .unwrap();
+        let first = ws.next_data("d", Duration::from_secs(10)).await.unwrap();
+        assert_eq!(first["data"]["demandUpdated"]["status"]["id"], "received");
+
+        // Buttons belong to the roles of their functions.
+        let r =
+            citizen.request(PERFORM, json!({ "demand": demand, "action": "take" })).await.unwrap();
+        assert_eq!(r.error_code(), Some("FORBIDDEN"), "{}", r.body);
+        let r =
+            accueil.request(PERFORM, json!({ "demand": demand, "action": "take" })).await.unwrap();
+        assert_eq!(r.error_code(), Some("FORBIDDEN"), "summary roles act on nothing: {}", r.body);
+        let r = urbanisme.request(DEMAND, json!({ "id": demand })).await.unwrap();
+        let offered: Vec<&str> = r.data()["demand"]["actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(offered, ["take"]);
+        let r = urbanisme
+            .request(
+                PERFORM,
+                json!({ "demand": demand, "action": "take", "comment": "Site visit on Monday" }),
+            )
+            .await
+            .unwrap();
+        assert!(r.is_ok(), "{}", r.body);
+        assert_eq!(r.data()["performAction"]["status"]["id"], "in-progress");
+
+        // The status is restricted: the citizen still sees "received", live and on reading.
+        let pushed = ws.next_data("d", Duration::from_secs(10)).await.unwrap();
+        assert_eq!(pushed["data"]["demandUpdated"]["status"]["id"], "received", "{pushed}");
+        assert_eq!(pushed["data"]["demandUpdated"]["version"], 2);
+        assert_eq!(status(&citizen, &demand).await, "received");
+        let r = citizen
+            .request(
+                PERFORM,
+                json!({ "demand": demand, "action": "note", "comment": "The shed is 2 m high" }),
+            )
+            .await
+            .unwrap();
+        assert!(r.is_ok(), "{}", r.body);
+        let r = citizen.request(DEMAND, json!({ "id": demand })).await.unwrap();
+        let kinds: Vec<&str> = r.data()["demand"]["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["kind"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            kinds,
+            ["submitted", "notified", "comment"],
+            "entries of restricted statuses are the agents': {}",
+            r.body
+        );
+        let r = urbanisme.request(DEMAND, json!({ "id": demand })).await.unwrap();
+        let texts: Vec<&str> = r.data()["demand"]["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["text"].as_str().unwrap())
+            .collect();
+        assert!(
+            texts.contains(&"Site visit on Monday") && texts.contains(&"The shed is 2 m high"),
+            "{texts:?}"
+        );
+
+        // Accepting stamps the decision and mails it; the citizen sees it live.
+        let r = urbanisme
+            .request(PERFORM, json!({ "demand": demand, "action": "accept" }))
+            .await
+            .unwrap();
+        assert!(r.is_ok(), "{}", r.body);
+        let pushed = loop {
+            let p = ws.next_data("d", Duration::from_secs(10)).await.unwrap();
+            if p["data"]["demandUpdated"]["status"]["id"] == "accepted" {
+                break p;
+            }
+        };
+        assert_eq!(pushed["data"]["demandUpdated"]["status"]["id"], "accepted");
+        let r = citizen.request(DEMAND, json!({ "id": demand })).await.unwrap();
+        assert_eq!(r.data()["demand"]["data"]["decision"], "granted to Camille Martin");
+        assert_eq!(r.data()["demand"]["actions"], json!([]), "a final status offers nothing");
+        let told = eventually(Duration::from_secs(20), async || smtp.messages().len() >= 3).await;
+        assert!(told && smtp.messages().iter().any(|m| m.contains("granted to Camille Martin")));
+        // Buttons of a past status are gone.
+        let r = urbanisme
+            .request(PERFORM, json!({ "demand": demand, "action": "take" }))
+            .await
+            .unwrap();
+        assert_eq!(r.error_code(), Some("NOT_FOUND"), "{}", r.body);
+        let _ = citizen_id;
+        ws.close().await.unwrap();
+        server.stop().await;
+    });
+}
+
+#[test]
+fn dispatch_moves_a_demand_between_roles() {
+    run(async {
+        let server = TestServer::start().await;
+        let admin = server.admin().await;
+        let urbanisme = account(&admin, &server, "u@mairie.test", &["urbanisme"]).await;
+        let direction = account(&admin, &server, "d@mairie.test", &["direction"]).await;
+        define(&admin, "permis", 3600, json!({})).await;
+        let (citizen, _) =
+            server.client().register("c@citoyens.test", PASSWORD, "C", "D").await.unwrap();
+        let r = submit(&citizen, "permis", valid_answers()).await;
+        let demand = r.data()["submitDemand"]["demand"]["id"].as_str().unwrap().to_owned();
+        // The direction does not see it until it takes it over... and cannot, not seeing it.
+        let r = direction
+            .request(PERFORM, json!({ "demand": demand, "action": "to-direction" }))
+            .await
+            .unwrap();
+        assert_eq!(r.error_code(), Some("NOT_FOUND"), "{}", r.body);
+        // An administrator sends it there; the receiving role changes, and access with it.
+        let r = admin
+            .request(PERFORM, json!({ "demand": demand, "action": "to-direction" }))
+            .await
+            .unwrap();
+        assert!(r.is_ok(), "{}", r.body);
+        assert_eq!(status(&direction, &demand).await, "received");
+        let r = urbanisme.request(DEMAND, json!({ "id": demand })).await.unwrap();
+        assert_eq!(r.error_code(), Some("NOT_FOUND"), "{}", r.body);
+        let r = direction
+            .request(PERFORM, json!({ "demand": demand, "action": "take" }))
+            .await
+            .unwrap();
+        assert!(r.is_ok(), "the new receiver takes it: {}", r.body);
+        server.stop().await;
+    });
+}
+
+#[test]
+fn agents_submit_on_behalf_and_anonymous_citizens_keep_a_tracking_code() {
+    run(async {
+        let server = TestServer::start().await;
+        let admin = server.admin().await;
+        let accueil = account(&admin, &server, "accueil@mairie.test", &["accueil"]).await;
+        let urbanisme = account(&admin, &server, "u@mairie.test", &["urbanisme"]).await;
+        define(&admin, "permis", 3600, json!({ "allowAnonymous": true })).await;
+        let (citizen, citizen_id) = server
+            .client()
+            .register("camille@citoyens.test", PASSWORD, "Camille", "Martin")
+            .await
+            .unwrap();
+
+        // At the counter, for a known citizen: front-office-only requirements are lifted, the
+        // profile fills the read-only name, the citizen finds it among their demands.
+        let mut answers = valid_answers();
+        answers.as_object_mut().unwrap().remove("email");
+        let r = accueil
+            .request(SUBMIT, json!({ "input": { "form": "permis", "answers": answers, "channel": "COUNTER", "onBehalfOf": citizen_id } }))
+            .await
+            .unwrap();
+        assert!(r.is_ok(), "{}", r.body);
+        assert_eq!(r.data()["submitDemand"]["demand"]["channel"], "COUNTER");
+        assert_eq!(r.data()["submitDemand"]["demand"]["data"]["name"], "Martin");
+        let mine = citizen.request("{ myDemands { id channel } }", json!({})).await.unwrap();
+        assert_eq!(mine.data()["myDemands"].as_array().unwrap().len(), 1);
+        // The web requires it; citizens cannot pretend to be the counter.
+        let mut answers = valid_answers();
+        answers.as_object_mut().unwrap().remove("email");
+        let r = submit(&citizen, "permis", answers.clone()).await;
+        assert_eq!(r.error_code(), Some("BAD_USER_INPUT"));
+        let r = citizen
+            .request(
+                SUBMIT,
+                json!({ "input": { "form": "permis", "answers": answers, "channel": "PHONE" } }),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.error_code(), Some("FORBIDDEN"), "{}", r.body);
+
+        // Anonymously, with the tracking code as the only key.
+        let anonymous = server.client();
+        let r = submit(&anonymous, "permis", valid_answers()).await;
+        assert!(r.is_ok(), "{}", r.body);
+        let code = r.data()["submitDemand"]["trackingCode"].as_str().unwrap().to_owned();
+        let demand = r.data()["submitDemand"]["demand"]["id"].as_str().unwrap().to_owned();
+        let lookup =
+            "query($code: String!) { demandByTrackingCode(code: $code) { id status { id } data } }";
+        let r = anonymous
+            .request(lookup, json!({ "code": code.to_lowercase().replace('-', " ") }))
+            .await
+            .unwrap();
+        assert!(r.is_ok(), "codes are read leniently: {}", r.body);
+        assert_eq!(r.data()["demandByTrackingCode"]["id"], demand.as_str());
+        // An agent without a role on it is given the code by the citizen: access from then on.
+        let other = account(&admin, &server, "other@mairie.test", &["culture"]).await;
+        let r = other.request(DEMAND, json!({ "id": demand })).await.unwrap();
+        assert_eq!(r.error_code(), Some("NOT_FOUND"));
+        let r = other.request(lookup, json!({ "code": code })).await.unwrap();
+        assert!(r.is_ok(), "{}", r.body);
+        assert_eq!(status(&other, &demand).await, "received");
+        let r = urbanisme.request(DEMAND, json!({ "id": demand })).await.unwrap();
+        let kinds: Vec<&str> = r.data()["demand"]["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["kind"].as_str().unwrap())
+            .collect();
+        assert!(kinds.contains(&"access_granted"), "{kinds:?}");
+
+        // Guessing is slow: a wrong code is NOT_FOUND, and a burst of lookups is cut off.
+        let guesser = server.client();
+        let mut codes = Vec::new();
+        for _ in 0..12 {
+            let r = guesser
+                .request(lookup, json!({ "code": "ABCDE-FGHJK-MNPQR-STVWX-YZ012-3" }))
+                .await
+                .unwrap();
+            codes.push(r.error_code().unwrap_or("none").to_owned());
+        }
+        assert_eq!(codes[0], "NOT_FOUND");
+        assert!(codes.iter().any(|c| c == "RATE_LIMITED"), "{codes:?}");
+        server.stop().await;
+    });
+}
+
+#[test]
+fn definitions_keep_every_version_and_demands_keep_theirs() {
+    run(async {
+        let server = TestServer::start().await;
+        let admin = server.admin().await;
+        let (workflow, form) = define(&admin, "permis", 3600, json!({})).await;
+        let (citizen, _) =
+            server.client().register("c@citoyens.test", PASSWORD, "C", "D").await.unwrap();
+        let r = submit(&citizen, "permis", valid_answers()).await;
+        let old_demand = r.data()["submitDemand"]["demand"]["id"].as_str().unwrap().to_owned();
+
+        // Version 2 asks for one more answer.
+        let mut input = form_input("permis", &workflow, json!({}));
+        input["fields"].as_array_mut().unwrap().push(
+            json!({ "id": "plot", "label": "Plot", "type": "STRING", "required": "REQUIRED" }),
+        );
+        let update = "mutation($id: ID!, $v: Int!, $input: FormInput!) { updateForm(id: $id, version: $v, input: $input) { version fields { id } } }";
+        let r = admin.request(update, json!({ "id": form, "v": 1, "input": input })).await.unwrap();
+        assert!(r.is_ok(), "{}", r.body);
+        assert_eq!(r.data()["updateForm"]["version"], 2);
+        // Saving from a stale version is refused.
+        let r = admin.request(update, json!({ "id": form, "v": 1, "input": input })).await.unwrap();
+        assert_eq!(r.error_code(), Some("CONFLICT"), "{}", r.body);
+        let r = submit(&citizen, "permis", valid_answers()).await;
+        assert_eq!(r.error_code(), Some("BAD_USER_INPUT"), "the new field is required");
+        let mut answers = valid_answers();
+        answers["plot"] = json!("AB 12");
+        let r = submit(&citizen, "permis", answers).await;
+        assert_eq!(r.data()["submitDemand"]["demand"]["formVersion"], 2);
+        let r = citizen
+            .request(
+                "query($id: ID!) { demand(id: $id) { formVersion } }",
+                json!({ "id": old_demand }),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.data()["demand"]["formVersion"], 1, "{}", r.body);
+
+        // History and restore.
+        let versions = "query($id: ID!) { definitionVersions(id: $id) { version definition } }";
+        let r = admin.request(versions, json!({ "id": form })).await.unwrap();
+        let listed: Vec<u64> = r.data()["definitionVersions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["version"].as_u64().unwrap())
+            .collect();
+        assert_eq!(listed, [2, 1]);
+        let r = admin
+            .request(
+                "mutation($id: ID!) { restoreForm(id: $id, version: 1) { version fields { id } } }",
+                json!({ "id": form }),
+            )
+            .await
+            .unwrap();
+        assert!(r.is_ok(), "{}", r.body);
+        assert_eq!(r.data()["restoreForm"]["version"], 3);
+        assert_eq!(r.data()["restoreForm"]["fields"].as_array().unwrap().len(), 7);
+        let r = citizen.request(versions, json!({ "id": form })).await.unwrap();
+        assert_eq!(r.error_code(), Some("FORBIDDEN"));
+        server.stop().await;
+    });
+}
+
+#[test]
+fn broken_definitions_are_refused_and_save_nothing() {
+    run(async {
+        let server = TestServer::start().await;
+        let admin = server.admin().await;
+        let count = async |admin: &GraphqlClient| {
+            let r = admin.request("{ workflows { id } forms { id } }", json!({})).await.unwrap();
+            (
+                r.data()["workflows"].as_array().unwrap().len(),
+                r.data()["forms"].as_array().unwrap().len(),
+            )
+        };
+        let mut missing = workflow_input("broken", 60);
+        missing["statuses"][0]["items"][1]["target"] = json!("nowhere");
+        let r = admin.request(CREATE_WORKFLOW, json!({ "input": missing })).await.unwrap();
+        assert_eq!(r.error_code(), Some("BAD_USER_INPUT"));
+        assert!(r.body.to_string().contains("nowhere"), "{}", r.body);
+        let mut template = workflow_input("broken", 60);
+        template["statuses"][0]["items"][0]["body"] = json!("{% if form_var_x %}never closed");
+        let r = admin.request(CREATE_WORKFLOW, json!({ "input": template })).await.unwrap();
+        assert_eq!(r.error_code(), Some("BAD_USER_INPUT"), "{}", r.body);
+        let mut filter = workflow_input("broken", 60);
+        filter["statuses"][0]["items"][0]["subject"] = json!("{{ form_digest|no_such_filter }}");
+        let r = admin.request(CREATE_WORKFLOW, json!({ "input": filter })).await.unwrap();
+        assert_eq!(r.error_code(), Some("BAD_USER_INPUT"), "{}", r.body);
+        assert_eq!(count(&admin).await, (0, 0));
+
+        let r = admin
+            .request(CREATE_WORKFLOW, json!({ "input": workflow_input("good", 60) }))
+            .await
+            .unwrap();
+        let workflow = r.data()["createWorkflow"]["id"].as_str().unwrap().to_owned();
+        let mut regex = form_input("bad", &workflow, json!({}));
+        regex["fields"][2]["validation"]["regex"] = json!("([0-9]");
+        let r = admin.request(CREATE_FORM, json!({ "input": regex })).await.unwrap();
+        assert_eq!(r.error_code(), Some("BAD_USER_INPUT"), "{}", r.body);
+        let unknown_function = form_input(
+            "bad",
+            &workflow,
+            json!({ "functionRoles": [{ "function": "mayor", "role": "x" }] }),
+        );
+        let r = admin.request(CREATE_FORM, json!({ "input": unknown_function })).await.unwrap();
+        assert_eq!(r.error_code(), Some("BAD_USER_INPUT"), "{}", r.body);
+        let r = admin
+            .request(CREATE_FORM, json!({ "input": form_input("good", &workflow, json!({})) }))
+            .await
+            .unwrap();
+        assert!(r.is_ok());
+        let r = admin
+            .request(CREATE_FORM, json!({ "input": form_input("good", &workflow, json!({})) }))
+            .await
+            .unwrap();
+        assert_eq!(r.error_code(), Some("CONFLICT"), "the slug is taken: {}", r.body);
+        let (citizen, _) =
+            server.client().register("c@citoyens.test", PASSWORD, "C", "D").await.unwrap();
+        let r = citizen
+            .request(CREATE_FORM, json!({ "input": form_input("mine", &workflow, json!({})) }))
+            .await
+            .unwrap();
+        assert_eq!(r.error_code(), Some("FORBIDDEN"));
+        assert_eq!(count(&admin).await, (1, 1));
+        let r = submit(&citizen, "nope", valid_answers()).await;
+        assert_eq!(r.error_code(), Some("NOT_FOUND"));
+        server.stop().await;
+    });
+}
+
+#[test]
+fn a_timed_jump_fires_when_due() {
+    run(async {
+        let server = TestServer::start().await;
+        let admin = server.admin().await;
+        let urbanisme = account(&admin, &server, "u@mairie.test", &["urbanisme"]).await;
+        define(&admin, "permis", 2, json!({})).await;
+        let (citizen, _) =
+            server.client().register("c@citoyens.test", PASSWORD, "C", "D").await.unwrap();
+        let forgotten = submit(&citizen, "permis", valid_answers()).await;
+        let forgotten =
+            forgotten.data()["submitDemand"]["demand"]["id"].as_str().unwrap().to_owned();
+        let taken = submit(&citizen, "permis", valid_answers()).await;
+        let taken = taken.data()["submitDemand"]["demand"]["id"].as_str().unwrap().to_owned();
+        let r =
+            urbanisme.request(PERFORM, json!({ "demand": taken, "action": "take" })).await.unwrap();
+        assert!(r.is_ok(), "{}", r.body);
+        let closed = eventually(Duration::from_secs(30), async || {
+            status(&urbanisme, &forgotten).await == "closed"
+        })
+        .await;
+        assert!(closed, "the forgotten demand is closed by its timeout");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(
+            status(&urbanisme, &taken).await,
+            "in-progress",
+            "a demand that moved is left alone"
+        );
+        let r = urbanisme.request(DEMAND, json!({ "id": forgotten })).await.unwrap();
+        let last = r.data()["demand"]["history"].as_array().unwrap().last().unwrap().clone();
+        assert_eq!(last["text"], "received → closed (timeout)");
+        server.stop().await;
+    });
+}
+
+#[test]
+fn a_timed_jump_due_during_a_crash_fires_once_after_the_restart() {
+    run(async {
+        let dir = TempDir::new("crash-demand");
+        let first = crate::durability::Guichet::start(&dir).await;
+        let admin =
+            GraphqlClient::new(&first.base).login(ADMIN_EMAIL, ADMIN_PASSWORD).await.unwrap();
+        define(&admin, "permis", 3, json!({})).await;
+        let (citizen, _) = GraphqlClient::new(&first.base)
+            .register("c@citoyens.test", PASSWORD, "C", "D")
+            .await
+            .unwrap();
+        let r = submit(&citizen, "permis", valid_answers()).await;
+        assert!(r.is_ok(), "{}", r.body);
+        let demand = r.data()["submitDemand"]["demand"]["id"].as_str().unwrap().to_owned();
+        first.kill_9();
+        tokio::time::sleep(Duration::from_secs(4)).await;
+
+        let second = crate::durability::Guichet::start(&dir).await;
+        let admin =
+            GraphqlClient::new(&second.base).login(ADMIN_EMAIL, ADMIN_PASSWORD).await.unwrap();
+        let closed =
+            eventually(Duration::from_secs(30), async || status(&admin, &demand).await == "closed")
+                .await;
+        assert!(closed, "the timeout fired after the restart");
+        second.kill_9();
+        let third = crate::durability::Guichet::start(&dir).await;
+        let admin =
+            GraphqlClient::new(&third.base).login(ADMIN_EMAIL, ADMIN_PASSWORD).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let r = admin.request(DEMAND, json!({ "id": demand })).await.unwrap();
+        let jumps = r.data()["demand"]["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|h| h["kind"] == "status_changed")
+            .count();
+        assert_eq!(jumps, 1, "{}", r.body);
+        third.kill_9();
+    });
+}
