@@ -109,3 +109,7 @@ entity_id!(
     /// A demand: one submission of a form, and its life in the workflow.
     DemandId
 );
+entity_id!(
+    /// A draft: answers saved before submission.
+    DraftId
+);

@@ -34,7 +34,7 @@ pub enum JobKind {
         meeting: MeetingId,
     },
     /// Local midnight: booking delays count in days, so every meetings agenda's window moves;
-    /// tell free-slot subscribers. Runs every day.
+    /// tell free-slot subscribers; purge expired drafts. Runs every day.
     DayChange,
     /// A timed jump of a demand's workflow is due (if the demand has not moved since).
     DemandTimeout {
@@ -180,6 +180,11 @@ impl Scheduler {
             JobKind::DayChange => {
                 for handle in self.meetings.running() {
                     handle.window_moved();
+                }
+                // Expired drafts are hidden already; this frees their space.
+                let purged = self.store.purge_drafts(now).await?;
+                if purged > 0 {
+                    tracing::info!(purged, "expired drafts purged");
                 }
                 self.store.reschedule_job(&key, claimed.lease_us, next_midnight(now)).await
             }

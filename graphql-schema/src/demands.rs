@@ -1132,6 +1132,56 @@ pub struct SubmitDemandInput {
     pub channel: Channel,
     /// Agents: the known person it is for.
     pub on_behalf_of: Option<ID>,
+    /// The caller's draft this completes: deleted with the submission; its answers are used
+    /// when `answers` is empty.
+    pub draft_id: Option<ID>,
+}
+
+/// Answers saved before submission.
+#[derive(SimpleObject)]
+pub struct Draft {
+    /// Identifier.
+    pub id: ID,
+    /// The form's slug.
+    pub form: String,
+    /// The form version it was saved with.
+    pub form_version: u32,
+    /// Answers so far.
+    pub answers: Json<serde_json::Map<String, serde_json::Value>>,
+    /// The page the person was on.
+    pub page: u32,
+    /// Last save.
+    pub updated_at: DateTime,
+    /// When it will be deleted.
+    pub expires_at: DateTime,
+}
+
+impl From<actors::demands::draft::Draft> for Draft {
+    fn from(d: actors::demands::draft::Draft) -> Self {
+        Self {
+            id: ID(d.id.to_string()),
+            form: d.form_slug,
+            form_version: d.form_version,
+            answers: Json(d.answers),
+            page: d.page,
+            updated_at: DateTime(d.updated_at),
+            expires_at: DateTime(d.expires_at),
+        }
+    }
+}
+
+/// Input of `saveDraft`.
+#[derive(InputObject)]
+pub struct SaveDraftInput {
+    /// The draft to replace; a new one when absent.
+    pub id: Option<ID>,
+    /// The form's slug.
+    pub form: String,
+    /// Answers so far (only field ids are checked).
+    pub answers: Json<serde_json::Map<String, serde_json::Value>>,
+    /// The page the person is on.
+    #[graphql(default)]
+    pub page: u32,
 }
 
 /// A submitted demand and its tracking code, shown only now.
@@ -1213,6 +1263,28 @@ impl DemandsQuery {
         let services = ctx.data::<Services>()?;
         let views = services.demands.of_account(me, first.min(500)).await.gql()?;
         views.into_iter().map(|v| demand_for(caller, v)).collect()
+    }
+
+    /// The caller's drafts, latest first (expired ones are gone).
+    async fn my_drafts(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Draft>> {
+        let caller = ctx.data::<Caller>()?;
+        let services = ctx.data::<Services>()?;
+        Ok(services
+            .demands
+            .drafts(&caller.principal)
+            .await
+            .gql()?
+            .into_iter()
+            .map(Draft::from)
+            .collect())
+    }
+
+    /// One of the caller's drafts.
+    async fn draft(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Draft> {
+        let caller = ctx.data::<Caller>()?;
+        let services = ctx.data::<Services>()?;
+        let id = parse_id(&id, "draft")?;
+        Ok(services.demands.draft(&caller.principal, id).await.gql()?.into())
     }
 
     /// The demand a tracking code opens (rate-limited per client). An agent given a code by a
@@ -1375,6 +1447,7 @@ impl DemandsMutation {
             answers: input.answers.0,
             channel: input.channel.into(),
             on_behalf_of,
+            draft: input.draft_id.as_ref().map(|id| parse_id(id, "draft")).transpose()?,
         };
         let (view, code) = services.demands.submit(&caller.principal, submission).await.gql()?;
         let sight = sight(&caller.principal, &view).unwrap_or(Sight::Submitter);
@@ -1382,6 +1455,33 @@ impl DemandsMutation {
             demand: Demand { view, sight, principal: caller.principal.clone() },
             tracking_code: code,
         })
+    }
+
+    /// Saves answers as a draft (autosave), kept the form's number of days; a person keeps
+    /// five drafts per form, the oldest going first.
+    async fn save_draft(
+        &self,
+        ctx: &Context<'_>,
+        input: SaveDraftInput,
+    ) -> async_graphql::Result<Draft> {
+        let caller = ctx.data::<Caller>()?;
+        let services = ctx.data::<Services>()?;
+        let id = input.id.as_ref().map(|id| parse_id(id, "draft")).transpose()?;
+        let draft = services
+            .demands
+            .save_draft(&caller.principal, id, &input.form, input.answers.0, input.page)
+            .await
+            .gql()?;
+        Ok(draft.into())
+    }
+
+    /// Deletes one of the caller's drafts.
+    async fn discard_draft(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<bool> {
+        let caller = ctx.data::<Caller>()?;
+        let services = ctx.data::<Services>()?;
+        let id = parse_id(&id, "draft")?;
+        services.demands.discard_draft(&caller.principal, id).await.gql()?;
+        Ok(true)
     }
 
     /// Takes an action offered on a demand (see `Demand.actions`): a button (with an optional

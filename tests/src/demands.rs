@@ -637,3 +637,98 @@ fn a_timed_jump_due_during_a_crash_fires_once_after_the_restart() {
         third.kill_9();
     });
 }
+
+#[test]
+fn drafts_are_autosaved_capped_and_consumed_by_their_submission() {
+    run(async {
+        let server = TestServer::start().await;
+        let admin = server.admin().await;
+        define(&admin, "permis", 3600, json!({ "draftDays": 30 })).await;
+        let (citizen, _) =
+            server.client().register("c@citoyens.test", PASSWORD, "C", "D").await.unwrap();
+        let (other, _) =
+            server.client().register("o@citoyens.test", PASSWORD, "O", "P").await.unwrap();
+        let save = "mutation($input: SaveDraftInput!) { saveDraft(input: $input) { id form page answers expiresAt updatedAt } }";
+        // Work in progress is kept unchecked, but only with the form's field ids.
+        let r = citizen
+            .request(
+                save,
+                json!({ "input": { "form": "permis", "answers": { "zip": "44" }, "page": 1 } }),
+            )
+            .await
+            .unwrap();
+        assert!(r.is_ok(), "{}", r.body);
+        let draft = r.data()["saveDraft"]["id"].as_str().unwrap().to_owned();
+        let expires: jiff::Timestamp =
+            r.data()["saveDraft"]["expiresAt"].as_str().unwrap().parse().unwrap();
+        let updated: jiff::Timestamp =
+            r.data()["saveDraft"]["updatedAt"].as_str().unwrap().parse().unwrap();
+        assert_eq!(expires.duration_since(updated).as_hours(), 30 * 24);
+        let r = citizen
+            .request(save, json!({ "input": { "form": "permis", "answers": { "nope": 1 } } }))
+            .await
+            .unwrap();
+        assert_eq!(r.error_code(), Some("BAD_USER_INPUT"));
+        let r = citizen.request(save, json!({ "input": { "id": draft, "form": "permis", "answers": { "zip": "44000", "address": "1 place" }, "page": 2 } })).await.unwrap();
+        assert!(r.is_ok(), "{}", r.body);
+        assert_eq!(r.data()["saveDraft"]["id"], draft.as_str(), "the same draft, saved again");
+        // Nobody else sees or overwrites it.
+        let r = other
+            .request("query($id: ID!) { draft(id: $id) { id } }", json!({ "id": draft }))
+            .await
+            .unwrap();
+        assert_eq!(r.error_code(), Some("NOT_FOUND"));
+        let r = other
+            .request(save, json!({ "input": { "id": draft, "form": "permis", "answers": {} } }))
+            .await
+            .unwrap();
+        assert_eq!(r.error_code(), Some("NOT_FOUND"));
+        // Five per form: the oldest go.
+        for i in 0..6 {
+            let r = citizen.request(save, json!({ "input": { "form": "permis", "answers": { "address": format!("{i}") } } })).await.unwrap();
+            assert!(r.is_ok(), "{}", r.body);
+        }
+        let r = citizen.request("{ myDrafts { id answers } }", json!({})).await.unwrap();
+        let drafts = r.data()["myDrafts"].as_array().unwrap();
+        assert_eq!(drafts.len(), 5);
+        assert_eq!(drafts[0]["answers"]["address"], "5", "latest first");
+        assert!(drafts.iter().all(|d| d["id"] != draft.as_str()), "the first draft was the oldest");
+        // Submitting a draft: with its answers completed, it goes in the same transaction.
+        let latest = drafts[0]["id"].as_str().unwrap().to_owned();
+        let r = citizen
+            .request(SUBMIT, json!({ "input": { "form": "permis", "answers": valid_answers(), "draftId": latest } }))
+            .await
+            .unwrap();
+        assert!(r.is_ok(), "{}", r.body);
+        let r = citizen.request("{ myDrafts { id } }", json!({})).await.unwrap();
+        assert_eq!(r.data()["myDrafts"].as_array().unwrap().len(), 4);
+        // A failed submission keeps its draft.
+        let second = r.data()["myDrafts"][0]["id"].as_str().unwrap().to_owned();
+        let r = citizen
+            .request(
+                SUBMIT,
+                json!({ "input": { "form": "permis", "answers": {}, "draftId": second } }),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.error_code(), Some("BAD_USER_INPUT"), "its answers are incomplete");
+        let r = citizen
+            .request("query($id: ID!) { draft(id: $id) { id } }", json!({ "id": second }))
+            .await
+            .unwrap();
+        assert!(r.is_ok(), "{}", r.body);
+        let r = citizen
+            .request("mutation($id: ID!) { discardDraft(id: $id) }", json!({ "id": second }))
+            .await
+            .unwrap();
+        assert!(r.is_ok(), "{}", r.body);
+        let r = citizen
+            .request("mutation($id: ID!) { discardDraft(id: $id) }", json!({ "id": second }))
+            .await
+            .unwrap();
+        assert_eq!(r.error_code(), Some("NOT_FOUND"));
+        let r = server.client().request("{ myDrafts { id } }", json!({})).await.unwrap();
+        assert_eq!(r.error_code(), Some("UNAUTHENTICATED"));
+        server.stop().await;
+    });
+}

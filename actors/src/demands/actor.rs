@@ -15,7 +15,7 @@ use super::form::FormDef;
 use super::handle::{DemandView, Registry};
 use super::model::{self, Actor as Acting, Demand, DemandError, Operation, Step};
 use super::workflow::WorkflowDef;
-use crate::ids::{AccountId, MailId};
+use crate::ids::{AccountId, DraftId, MailId};
 use crate::live::{DemandChanged, LiveHub};
 use crate::mail::{Channel, MailNotifier, OutgoingMail};
 use crate::metrics::ActorMetrics;
@@ -76,7 +76,7 @@ impl DemandActor {
     fn commit(
         &mut self,
         step: Step,
-        tracking_hash: Option<String>,
+        submission: Option<SubmissionWrites>,
     ) -> ResponseActFuture<Self, Result<DemandView, DemandError>> {
         let store = self.store.clone();
         let write = async move {
@@ -94,7 +94,9 @@ impl DemandActor {
                     due_at: t.due_at,
                 })
                 .collect();
-            let writes = StepWrites { mails, jobs, tracking_hash };
+            let (tracking_hash, submitted_draft) =
+                submission.map_or((None, None), |s| (Some(s.tracking_hash), s.draft));
+            let writes = StepWrites { mails, jobs, tracking_hash, submitted_draft };
             store.write_demand_step(&step, &writes).await?;
             Ok::<_, StoreError>((step, !writes.mails.is_empty()))
         };
@@ -195,12 +197,20 @@ impl Actor for DemandActor {
     }
 }
 
+/// What a submission writes besides the demand.
+pub(super) struct SubmissionWrites {
+    /// The tracking code's hash.
+    pub(super) tracking_hash: String,
+    /// The draft it came from, deleted with it.
+    pub(super) draft: Option<DraftId>,
+}
+
 /// Submission: the actor was started with the new demand; this writes it.
 #[derive(Message)]
 #[rtype(result = "Result<DemandView, DemandError>")]
 pub(super) struct Create {
     pub(super) step: Step,
-    pub(super) tracking_hash: Option<String>,
+    pub(super) writes: SubmissionWrites,
 }
 
 impl Handler<Create> for DemandActor {
@@ -208,7 +218,7 @@ impl Handler<Create> for DemandActor {
 
     fn handle(&mut self, msg: Create, _: &mut Context<Self>) -> Self::Result {
         self.last_used = Instant::now();
-        AtomicResponse::new(self.commit(msg.step, msg.tracking_hash))
+        AtomicResponse::new(self.commit(msg.step, Some(msg.writes)))
     }
 }
 

@@ -12,7 +12,8 @@ use jiff::civil::Date;
 use serde_json::{Map, Value};
 use tokio::sync::broadcast;
 
-use super::actor::{Create, DemandActor, Get, Grant, Parts, Perform, Timeout};
+use super::actor::{Create, DemandActor, Get, Grant, Parts, Perform, SubmissionWrites, Timeout};
+use super::draft::{self, Draft};
 use super::form::{Choice, Choices, Field, FieldKind, FormDef, Profile, SubmissionContext};
 use super::model::{
     self, Demand, DemandError, HistoryEntry, NewDemand, Operation, SubmissionChannel,
@@ -21,7 +22,7 @@ use super::tracking::{self, LookupLimiter};
 use super::workflow::{ItemKind, Visibility, WorkflowDef};
 use crate::access::{Action, Principal, authorize};
 use crate::agenda::AgendaRegistry;
-use crate::ids::{AccountId, DemandId, FormId, WorkflowId};
+use crate::ids::{AccountId, DemandId, DraftId, FormId, WorkflowId};
 use crate::live::{DemandChanged, LiveHub};
 use crate::mail::MailNotifier;
 use crate::meetings::MeetingsRegistry;
@@ -192,6 +193,9 @@ pub struct Submission {
     pub channel: SubmissionChannel,
     /// Back office: the known person it is for.
     pub on_behalf_of: Option<AccountId>,
+    /// The caller's draft it completes (deleted with the submission); its answers are used
+    /// when `answers` is empty.
+    pub draft: Option<DraftId>,
 }
 
 /// A definition's saved version, parsed.
@@ -483,6 +487,16 @@ impl Demands {
     ) -> Result<(DemandView, String), DemandError> {
         let form = self.form_by_slug(&sub.form_slug).await?;
         let caller = principal.account_id();
+        let mut sub = sub;
+        if let Some(id) = sub.draft {
+            let draft = self.own_draft(principal, id).await?;
+            if draft.form_id != form.id {
+                return Err(DemandError::Invalid("the draft is of another form".into()));
+            }
+            if sub.answers.is_empty() {
+                sub.answers = draft.answers;
+            }
+        }
         let (submitter, entered_by) = if sub.channel.is_back_office() {
             authorize(
                 principal,
@@ -542,12 +556,15 @@ impl Demands {
         let step = model::submit(&form, &workflow, new, Timestamp::now())?;
         let code = tracking::new_code()
             .map_err(|e| DemandError::Unavailable(format!("no randomness: {e}")))?;
-        let hash = tracking::normalise(&code).map(|n| tracking::hash(&n));
+        let hash = tracking::normalise(&code)
+            .map(|n| tracking::hash(&n))
+            .ok_or_else(|| DemandError::Unavailable("tracking code".into()))?;
         let form_arc = self.cache_form(form);
         let workflow_arc = self.cache_workflow(workflow);
         let id = step.demand.id;
         let addr = self.spawn(step.demand.clone(), form_arc, workflow_arc);
-        let view = addr.send(Create { step, tracking_hash: hash }).await.map_err(unavailable)??;
+        let writes = SubmissionWrites { tracking_hash: hash, draft: sub.draft };
+        let view = addr.send(Create { step, writes }).await.map_err(unavailable)??;
         tracing::info!(demand = %id, form = %sub.form_slug, channel = sub.channel.as_str(), "demand submitted");
         Ok((view, code))
     }
@@ -668,6 +685,79 @@ impl Demands {
                 disabled: i.disabled,
             })
             .collect())
+    }
+
+    // ---- drafts -----------------------------------------------------------------------------
+
+    async fn own_draft(&self, principal: &Principal, id: DraftId) -> Result<Draft, DemandError> {
+        let me = principal.account_id().ok_or(DemandError::Unauthenticated)?;
+        let draft = self.inner.store.draft(id, Timestamp::now()).await.map_err(store_error)?;
+        // Someone else's draft is not shown to exist.
+        draft.filter(|d| d.account == me).ok_or_else(|| DemandError::NotFound("draft".into()))
+    }
+
+    /// Saves answers as a draft of the form: a new one, or `id` (the caller's).
+    pub async fn save_draft(
+        &self,
+        principal: &Principal,
+        id: Option<DraftId>,
+        form_slug: &str,
+        answers: Map<String, Value>,
+        page: u32,
+    ) -> Result<Draft, DemandError> {
+        let me = principal.account_id().ok_or(DemandError::Unauthenticated)?;
+        let form = self.form_by_slug(form_slug).await?;
+        draft::check_answers(&form, &answers)?;
+        let now = Timestamp::now();
+        let created_at = match id {
+            Some(id) => {
+                let existing = self.own_draft(principal, id).await?;
+                if existing.form_id != form.id {
+                    return Err(DemandError::Invalid("the draft is of another form".into()));
+                }
+                existing.created_at
+            }
+            None => now,
+        };
+        let draft = Draft {
+            id: id.unwrap_or_default(),
+            account: me,
+            form_id: form.id,
+            form_slug: form.slug.clone(),
+            form_version: form.version,
+            answers,
+            page,
+            created_at,
+            updated_at: now,
+            expires_at: draft::expiry(&form, now),
+        };
+        self.inner.store.save_draft(&draft).await.map_err(store_error)?;
+        Ok(draft)
+    }
+
+    /// The caller's drafts, latest first.
+    pub async fn drafts(&self, principal: &Principal) -> Result<Vec<Draft>, DemandError> {
+        let me = principal.account_id().ok_or(DemandError::Unauthenticated)?;
+        self.inner.store.drafts_of(me, Timestamp::now()).await.map_err(store_error)
+    }
+
+    /// One of the caller's drafts.
+    pub async fn draft(&self, principal: &Principal, id: DraftId) -> Result<Draft, DemandError> {
+        self.own_draft(principal, id).await
+    }
+
+    /// Deletes one of the caller's drafts.
+    pub async fn discard_draft(
+        &self,
+        principal: &Principal,
+        id: DraftId,
+    ) -> Result<(), DemandError> {
+        let me = principal.account_id().ok_or(DemandError::Unauthenticated)?;
+        if self.inner.store.delete_draft(id, me).await.map_err(store_error)? {
+            Ok(())
+        } else {
+            Err(DemandError::NotFound("draft".into()))
+        }
     }
 
     // ---- live demands -----------------------------------------------------------------------

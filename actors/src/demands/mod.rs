@@ -3,6 +3,7 @@
 //! - `template`: minijinja templates and conditions.
 //! - `form`: form definitions and the validation of answers.
 //! - `workflow`: workflow definitions.
+//! - `draft`: drafts, autosaved answers before submission.
 //! - `model`: a demand and the workflow engine that moves it (pure).
 //! - `actor`: `DemandActor`, owner of one live demand.
 //! - `handle`: [`Demands`], the way in: definitions, submission, actions, lookups.
@@ -12,6 +13,7 @@
 //! record, its history entries, its mails and its timers are written in one transaction.
 
 mod actor;
+pub mod draft;
 pub mod form;
 mod handle;
 pub mod model;

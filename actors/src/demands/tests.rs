@@ -80,6 +80,7 @@ fn submission() -> Submission {
         answers: json!({ "question": "When?" }).as_object().cloned().unwrap(),
         channel: SubmissionChannel::Web,
         on_behalf_of: None,
+        draft: None,
     }
 }
 
@@ -163,5 +164,36 @@ fn two_processes_never_both_move_one_demand() {
         assert_eq!(fresh.demand.status, "taken");
         assert_eq!(s.store.demand_history(view.demand.id, 0, 100).await.unwrap().len(), 2);
         s.runtime.shutdown();
+    });
+}
+
+#[test]
+fn expired_drafts_are_hidden_then_purged() {
+    run(async {
+        let store = Store::open("mem://").await.unwrap();
+        let now = jiff::Timestamp::now();
+        let account = crate::ids::AccountId::new();
+        let draft = |expires_at| crate::demands::draft::Draft {
+            id: crate::ids::DraftId::new(),
+            account,
+            form_id: FormId::new(),
+            form_slug: "ask".into(),
+            form_version: 1,
+            answers: serde_json::Map::new(),
+            page: 0,
+            created_at: now,
+            updated_at: now,
+            expires_at,
+        };
+        let old = draft(now - jiff::SignedDuration::from_secs(1));
+        let live = draft(now + jiff::SignedDuration::from_hours(1));
+        store.save_draft(&old).await.unwrap();
+        store.save_draft(&live).await.unwrap();
+        let listed = store.drafts_of(account, now).await.unwrap();
+        assert_eq!(listed.iter().map(|d| d.id).collect::<Vec<_>>(), [live.id]);
+        assert!(store.draft(old.id, now).await.unwrap().is_none());
+        assert_eq!(store.purge_drafts(now).await.unwrap(), 1);
+        assert_eq!(store.purge_drafts(now).await.unwrap(), 0);
+        assert!(store.draft(live.id, now).await.unwrap().is_some());
     });
 }

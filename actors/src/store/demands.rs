@@ -13,8 +13,9 @@ use serde_json::Value;
 
 use super::records::OutboxRecord;
 use super::{Store, StoreError, json, parse_id};
+use crate::demands::draft::{Draft, MAX_DRAFTS_PER_FORM};
 use crate::demands::model::{Demand, HistoryEntry, Step};
-use crate::ids::{AccountId, DemandId};
+use crate::ids::{AccountId, DemandId, DraftId};
 use crate::mail::OutgoingMail;
 use crate::scheduler::ScheduledJob;
 use crate::time::{from_micros, to_micros};
@@ -103,6 +104,54 @@ pub struct StepWrites {
     pub jobs: Vec<ScheduledJob>,
     /// On submission: the hash of the tracking code.
     pub tracking_hash: Option<String>,
+    /// On submission from a draft: the draft, deleted in the same transaction.
+    pub submitted_draft: Option<DraftId>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct DraftRecord {
+    id: String,
+    account: String,
+    form: String,
+    form_slug: String,
+    form_version: u32,
+    answers: String,
+    page: u32,
+    created_us: i64,
+    updated_us: i64,
+    expires_us: i64,
+}
+
+impl DraftRecord {
+    fn of(d: &Draft) -> Result<Self, StoreError> {
+        Ok(Self {
+            id: d.id.to_string(),
+            account: d.account.to_string(),
+            form: d.form_id.to_string(),
+            form_slug: d.form_slug.clone(),
+            form_version: d.form_version,
+            answers: encode(&d.answers)?,
+            page: d.page,
+            created_us: to_micros(d.created_at),
+            updated_us: to_micros(d.updated_at),
+            expires_us: to_micros(d.expires_at),
+        })
+    }
+
+    fn into_draft(self) -> Result<Draft, StoreError> {
+        Ok(Draft {
+            id: parse_id(&self.id)?,
+            account: parse_id(&self.account)?,
+            form_id: parse_id(&self.form)?,
+            form_slug: self.form_slug,
+            form_version: self.form_version,
+            answers: decode_str(&self.answers)?,
+            page: self.page,
+            created_at: from_micros(self.created_us),
+            updated_at: from_micros(self.updated_us),
+            expires_at: from_micros(self.expires_us),
+        })
+    }
 }
 
 impl Store {
@@ -275,6 +324,9 @@ impl Store {
                 "CREATE type::record('tracking_code', $tracking) SET demand = $id RETURN NONE;\n",
             );
         }
+        if writes.submitted_draft.is_some() {
+            query.push_str("DELETE type::record('draft', $draft) RETURN NONE;\n");
+        }
         if !mails.is_empty() {
             query.push_str("INSERT INTO outbox $mails RETURN NONE;\n");
         }
@@ -291,6 +343,7 @@ impl Store {
                 ("record", record),
                 ("history", Value::Array(history)),
                 ("tracking", writes.tracking_hash.clone().unwrap_or_default().into()),
+                ("draft", writes.submitted_draft.map(|d| d.to_string()).unwrap_or_default().into()),
                 ("mails", Value::Array(mails)),
                 ("jobs", Value::Array(jobs)),
             ],
@@ -371,5 +424,68 @@ impl Store {
             )
             .await?;
         ids.iter().map(|s| parse_id(s)).collect()
+    }
+
+    /// Saves a draft, and forgets its owner's oldest drafts of the form beyond the limit.
+    pub async fn save_draft(&self, d: &Draft) -> Result<(), StoreError> {
+        self.write(
+            "BEGIN TRANSACTION;
+             UPSERT type::record('draft', $rec.id) CONTENT $rec RETURN NONE;
+             LET $old = (SELECT VALUE id FROM draft WHERE account = $rec.account AND form = $rec.form
+                ORDER BY updated_us DESC START $keep);
+             FOR $o IN $old { DELETE $o RETURN NONE; };
+             COMMIT TRANSACTION;",
+            vec![("rec", json(&DraftRecord::of(d)?)?), ("keep", MAX_DRAFTS_PER_FORM.into())],
+        )
+        .await
+        .map(drop)
+    }
+
+    /// A draft, while it has not expired.
+    pub async fn draft(&self, id: DraftId, now: Timestamp) -> Result<Option<Draft>, StoreError> {
+        let rec: Option<DraftRecord> = self
+            .row(
+                "SELECT *, record::id(id) AS id FROM type::record('draft', $id) WHERE expires_us > $now",
+                vec![("id", id.to_string().into()), ("now", to_micros(now).into())],
+            )
+            .await?;
+        rec.map(DraftRecord::into_draft).transpose()
+    }
+
+    /// The drafts of an account not expired, latest first.
+    pub async fn drafts_of(
+        &self,
+        account: AccountId,
+        now: Timestamp,
+    ) -> Result<Vec<Draft>, StoreError> {
+        let recs: Vec<DraftRecord> = self
+            .rows(
+                "SELECT *, record::id(id) AS id FROM draft WHERE account = $account AND expires_us > $now ORDER BY updated_us DESC",
+                vec![("account", account.to_string().into()), ("now", to_micros(now).into())],
+            )
+            .await?;
+        recs.into_iter().map(DraftRecord::into_draft).collect()
+    }
+
+    /// Deletes a draft of `account`; false when there was none.
+    pub async fn delete_draft(&self, id: DraftId, account: AccountId) -> Result<bool, StoreError> {
+        let deleted: Vec<serde_json::Value> = self
+            .rows(
+                "DELETE type::record('draft', $id) WHERE account = $account RETURN BEFORE",
+                vec![("id", id.to_string().into()), ("account", account.to_string().into())],
+            )
+            .await?;
+        Ok(!deleted.is_empty())
+    }
+
+    /// Deletes the drafts expired at `now`; returns how many.
+    pub async fn purge_drafts(&self, now: Timestamp) -> Result<usize, StoreError> {
+        let deleted: Vec<serde_json::Value> = self
+            .rows(
+                "DELETE draft WHERE expires_us <= $now RETURN BEFORE",
+                vec![("now", to_micros(now).into())],
+            )
+            .await?;
+        Ok(deleted.len())
     }
 }
