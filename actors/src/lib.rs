@@ -72,10 +72,19 @@ pub struct Services {
 }
 
 impl Services {
-    /// Starts the actor runtime over an open store.
+    /// Starts the actor runtime over an open store, without file storage (uploads refused).
     pub fn start(
         store: store::Store,
         sessions: session::SessionPolicy,
+    ) -> Result<Self, runtime::RuntimeError> {
+        Self::start_with_files(store, sessions, None)
+    }
+
+    /// Starts the actor runtime over an open store, keeping uploaded files in `files`.
+    pub fn start_with_files(
+        store: store::Store,
+        sessions: session::SessionPolicy,
+        files: Option<demands::attachments::Files>,
     ) -> Result<Self, runtime::RuntimeError> {
         // Two arbiters on two cores: one can decide while the other waits for a disk sync.
         let runtime = runtime::ActorRuntime::start(2)?;
@@ -105,6 +114,7 @@ impl Services {
             agendas.clone(),
             meetings.clone(),
             demands::DEFAULT_IDLE,
+            files,
         );
         let accounts = account::Accounts::new(store.clone());
         let resources = resources::Resources::new(store.clone());

@@ -34,7 +34,7 @@ pub enum JobKind {
         meeting: MeetingId,
     },
     /// Local midnight: booking delays count in days, so every meetings agenda's window moves;
-    /// tell free-slot subscribers; purge expired drafts. Runs every day.
+    /// tell free-slot subscribers; purge expired drafts and uploads never attached. Runs every day.
     DayChange,
     /// A timed jump of a demand's workflow is due (if the demand has not moved since).
     DemandTimeout {
@@ -185,6 +185,11 @@ impl Scheduler {
                 let purged = self.store.purge_drafts(now).await?;
                 if purged > 0 {
                     tracing::info!(purged, "expired drafts purged");
+                }
+                match self.demands.purge_unclaimed_uploads(now).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(purged = n, "unattached uploads purged"),
+                    Err(e) => tracing::warn!(error = %e, "uploads not purged"),
                 }
                 self.store.reschedule_job(&key, claimed.lease_us, next_midnight(now)).await
             }

@@ -50,6 +50,8 @@ pub enum FieldType {
     Item,
     /// Several choices (also `minChoices`, `maxChoices`).
     Items,
+    /// A file (`maxBytes`, `fileTypes`), answered with the id `uploadFile` gave.
+    File,
     /// A value computed by `template` at submission.
     Computed,
     /// A repeatable block of `fields` (`maxItems`).
@@ -163,6 +165,10 @@ pub struct FieldInput {
     pub meeting_type: Option<String>,
     /// ITEM, ITEMS: a JSON web service answering `{"data": [{"id", "text"}]}`.
     pub web_service: Option<String>,
+    /// FILE: largest file in bytes (default 10 MiB, at most 25 MiB).
+    pub max_bytes: Option<u64>,
+    /// FILE: accepted types (`application/pdf`, `image/*`); any when empty.
+    pub file_types: Option<Vec<String>>,
     /// COMPUTED: the template.
     pub template: Option<String>,
     /// BLOCK: its fields.
@@ -207,6 +213,10 @@ fn field_of(f: FieldInput) -> async_graphql::Result<Field> {
         FieldType::Items => {
             FieldKind::Items { choices: choices_of(&f)?, min: f.min_choices, max: f.max_choices }
         }
+        FieldType::File => FieldKind::File {
+            max_bytes: f.max_bytes.unwrap_or(actors::demands::attachments::DEFAULT_FIELD_BYTES),
+            types: f.file_types.clone().unwrap_or_default(),
+        },
         FieldType::Computed => FieldKind::Computed {
             template: f
                 .template
@@ -617,6 +627,10 @@ pub struct FormField {
     pub agenda: Option<String>,
     /// The web service giving the choices.
     pub web_service: Option<String>,
+    /// FILE: largest file in bytes.
+    pub max_bytes: Option<u64>,
+    /// FILE: accepted types.
+    pub file_types: Option<Vec<String>>,
     /// BLOCK: its fields.
     pub fields: Option<Vec<FormField>>,
     /// BLOCK: most repetitions.
@@ -636,6 +650,7 @@ fn field_view(f: &Field) -> FormField {
         FieldKind::Items { choices, .. } => {
             (FieldType::Items, None, None, Some(choices), None, None)
         }
+        FieldKind::File { .. } => (FieldType::File, None, None, None, None, None),
         FieldKind::Computed { .. } => (FieldType::Computed, None, None, None, None, None),
         FieldKind::Block { fields, max_items } => (
             FieldType::Block,
@@ -668,7 +683,13 @@ fn field_view(f: &Field) -> FormField {
         Some(Choices::WebService { url }) => (None, None, Some(url.clone())),
         None => (None, None, None),
     };
+    let (max_bytes, file_types) = match &f.kind {
+        FieldKind::File { max_bytes, types } => (Some(*max_bytes), Some(types.clone())),
+        _ => (None, None),
+    };
     FormField {
+        max_bytes,
+        file_types,
         id: f.id.clone(),
         label: f.label.clone(),
         hint: f.hint.clone(),
@@ -955,6 +976,36 @@ fn history_item(h: &HistoryEntry) -> HistoryItem {
     }
 }
 
+/// A file attached to a demand.
+#[derive(SimpleObject)]
+pub struct AttachmentView {
+    /// The field it answers (`rooms.0.photo` inside a block).
+    pub field: String,
+    /// The upload's id.
+    pub id: String,
+    /// File name.
+    pub filename: String,
+    /// Type.
+    pub content_type: String,
+    /// Bytes.
+    pub size: u64,
+    /// Where to download it (with the same bearer token).
+    pub url: String,
+}
+
+/// A stored upload, to give as the answer of a file field.
+#[derive(SimpleObject)]
+pub struct UploadedFile {
+    /// Its id: the answer of the file field.
+    pub id: String,
+    /// File name.
+    pub filename: String,
+    /// Type, checked against the content where recognisable.
+    pub content_type: String,
+    /// Bytes.
+    pub size: u64,
+}
+
 /// What a viewer may read of a demand.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Sight {
@@ -1090,6 +1141,30 @@ impl Demand {
             services.demands.history(self.view.demand.id, from, first.min(1_000)).await.gql()?;
         let agent = self.sight == Sight::Agent;
         Ok(entries.iter().filter(|h| self.view.visible_entry(h, agent)).map(history_item).collect())
+    }
+    /// Its files (content); `attachmentsZipUrl` downloads them all at once.
+    async fn attachments(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<AttachmentView>> {
+        self.content()?;
+        let services = ctx.data::<Services>()?;
+        let id = self.view.demand.id;
+        Ok(services
+            .demands
+            .attachments(&self.view)
+            .into_iter()
+            .map(|a| AttachmentView {
+                url: format!("/api/demands/{id}/attachments/{}", a.upload),
+                field: a.field,
+                id: a.upload,
+                filename: a.filename,
+                content_type: a.content_type,
+                size: a.size,
+            })
+            .collect())
+    }
+    /// Where to download every file of the demand as one zip (with the same bearer token).
+    async fn attachments_zip_url(&self) -> async_graphql::Result<String> {
+        self.content()?;
+        Ok(format!("/api/demands/{}/attachments.zip", self.view.demand.id))
     }
     /// The actions the viewer may take now.
     async fn actions(&self) -> Vec<DemandAction> {
@@ -1454,6 +1529,37 @@ impl DemandsMutation {
         Ok(SubmittedDemand {
             demand: Demand { view, sight, principal: caller.principal.clone() },
             tracking_code: code,
+        })
+    }
+
+    /// Stores a file for a later submission (GraphQL multipart request): its id is the
+    /// answer of a file field. Files are at most 25 MiB; a declared PDF or image must be one.
+    async fn upload_file(
+        &self,
+        ctx: &Context<'_>,
+        file: async_graphql::Upload,
+    ) -> async_graphql::Result<UploadedFile> {
+        let caller = ctx.data::<Caller>()?;
+        let services = ctx.data::<Services>()?;
+        let value = file
+            .value(ctx)
+            .map_err(|e| BadInput(format!("the file could not be read: {e}")))
+            .gql()?;
+        let upload = services
+            .demands
+            .upload(
+                &caller.principal,
+                &value.filename,
+                value.content_type.as_deref(),
+                value.content.to_vec(),
+            )
+            .await
+            .gql()?;
+        Ok(UploadedFile {
+            id: upload.id,
+            filename: upload.filename,
+            content_type: upload.content_type,
+            size: upload.size,
         })
     }
 

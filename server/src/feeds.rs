@@ -55,7 +55,7 @@ fn error_response(code: ErrorCode, message: &str) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
-fn failure<E: HasErrorCode + std::fmt::Display>(e: &E) -> Response {
+pub(crate) fn failure<E: HasErrorCode + std::fmt::Display>(e: &E) -> Response {
     match e.code() {
         ErrorCode::Internal | ErrorCode::Unavailable => {
             tracing::warn!(error = %e, "feed unavailable");

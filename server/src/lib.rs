@@ -13,6 +13,7 @@
 pub mod config;
 pub mod demo;
 mod feeds;
+mod files;
 pub mod guard;
 pub mod metrics;
 pub mod routes;
@@ -82,7 +83,10 @@ impl App {
             idle: SignedDuration::from_secs(i64::from(config.session_idle_secs.max(1))),
             absolute: SignedDuration::from_secs(i64::from(config.session_max_secs.max(1))),
         };
-        let services = Services::start(store.clone(), policy).context("starting actors")?;
+        let files = actors::demands::attachments::Files::new(config.data_dir.join("files"))
+            .context("creating the files folder")?;
+        let services = Services::start_with_files(store.clone(), policy, Some(files))
+            .context("starting actors")?;
         let (shutdown_tx, shutdown) = watch::channel(false);
         let mut mailer = Mailer::new(
             store.clone(),

@@ -7,7 +7,6 @@ use std::time::Instant;
 use async_graphql::http::GraphiQLSource;
 use async_graphql::parser::types::OperationType;
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Query, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
@@ -32,6 +31,8 @@ pub fn router(state: AppState, cors_origins: &[String]) -> Router {
         .route("/agendas/{file}", get(crate::feeds::agenda_calendar))
         .route("/calendar/{file}", get(crate::feeds::personal_calendar))
         .route("/api/agendas/{slug}/datetimes", get(crate::feeds::agenda_datetimes))
+        .route("/api/demands/{id}/attachments.zip", get(crate::files::attachments_zip))
+        .route("/api/demands/{id}/attachments/{file}", get(crate::files::attachment))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state);
     match cors(cors_origins) {
@@ -101,8 +102,72 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
     }
 }
 
+type Parts = (
+    async_graphql::Request,
+    Option<async_graphql::parser::types::ExecutableDocument>,
+    Option<String>,
+);
+
+fn too_large(limit: usize) -> Response {
+    error_response(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "BAD_USER_INPUT",
+        &format!("the request body exceeds {limit} bytes"),
+    )
+}
+
+async fn json_request(body: axum::body::Body) -> Result<Parts, Response> {
+    let body = axum::body::to_bytes(body, BODY_LIMIT).await.map_err(|_| too_large(BODY_LIMIT))?;
+    // serde_json stops at 128 levels of nesting, so this cannot overflow the stack.
+    let value: serde_json::Value = serde_json::from_slice(&body)
+        .map_err(|e| bad_request(&format!("malformed JSON body: {e}")))?;
+    let Some(object) = value.as_object() else {
+        return Err(bad_request("the body must be one JSON object (batches are not supported)"));
+    };
+    let Some(query) = object.get("query").and_then(|q| q.as_str()) else {
+        return Err(bad_request("the body needs a `query` string"));
+    };
+    let variables = object.get("variables").cloned().unwrap_or(serde_json::Value::Null);
+    let doc = check(query, &variables).map_err(|e| bad_request(&e.to_string()))?;
+    let operation =
+        operation_name(object.get("operationName").and_then(|n| n.as_str()), doc.as_ref());
+    let request: async_graphql::Request = serde_json::from_value(value)
+        .map_err(|e| bad_request(&format!("malformed GraphQL request: {e}")))?;
+    Ok((request, doc, operation))
+}
+
+/// Largest multipart request: one file of the largest size, and its operations.
+pub const MULTIPART_LIMIT: usize =
+    actors::demands::attachments::MAX_UPLOAD_BYTES as usize + BODY_LIMIT;
+/// Most files in one request.
+const MAX_FILES: usize = 4;
+
+async fn multipart_request(content_type: &str, body: axum::body::Body) -> Result<Parts, Response> {
+    let body = axum::body::to_bytes(body, MULTIPART_LIMIT)
+        .await
+        .map_err(|_| too_large(MULTIPART_LIMIT))?;
+    let options = async_graphql::http::MultipartOptions::default()
+        .max_file_size(actors::demands::attachments::MAX_UPLOAD_BYTES as usize)
+        .max_num_files(MAX_FILES);
+    let request = async_graphql::http::receive_body(
+        Some(content_type),
+        futures_util::io::Cursor::new(body),
+        options,
+    )
+    .await
+    .map_err(|e| bad_request(&format!("malformed multipart GraphQL request: {e}")))?;
+    // The same guards as JSON requests: operations are as small and as shallow.
+    if request.query.len() > BODY_LIMIT {
+        return Err(too_large(BODY_LIMIT));
+    }
+    let variables = serde_json::to_value(&request.variables).unwrap_or_default();
+    let doc = check(&request.query, &variables).map_err(|e| bad_request(&e.to_string()))?;
+    let operation = operation_name(request.operation_name.as_deref(), doc.as_ref());
+    Ok((request, doc, operation))
+}
+
 /// Finds the caller of a request from its bearer token.
-async fn caller(
+pub(crate) async fn caller(
     state: &AppState,
     headers: &HeaderMap,
     client: ClientAddr,
@@ -234,47 +299,39 @@ async fn execute(
     }
 }
 
-/// `POST /graphql` with an `application/json` body.
+/// `POST /graphql`: an `application/json` body, or a `multipart/form-data` body carrying files
+/// (the GraphQL multipart request spec: `operations`, `map`, then the files). Tokens travel
+/// in a header, never in a cookie, so a cross-site form cannot act for anyone.
 async fn graphql_post(
     State(state): State<AppState>,
     client: ClientAddr,
     headers: HeaderMap,
-    body: Bytes,
+    body: axum::body::Body,
 ) -> Response {
-    let json_body = headers
+    let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
-    if !json_body {
-        return error_response(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "BAD_USER_INPUT",
-            "send GraphQL requests as application/json",
-        );
-    }
-    // serde_json stops at 128 levels of nesting, so this cannot overflow the stack.
-    let value: serde_json::Value = match serde_json::from_slice(&body) {
-        Ok(v) => v,
-        Err(e) => return bad_request(&format!("malformed JSON body: {e}")),
+        .unwrap_or_default()
+        .to_owned();
+    let media = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    let (request, doc, operation) = match media.as_str() {
+        "application/json" => match json_request(body).await {
+            Ok(parts) => parts,
+            Err(response) => return response,
+        },
+        "multipart/form-data" => match multipart_request(&content_type, body).await {
+            Ok(parts) => parts,
+            Err(response) => return response,
+        },
+        _ => {
+            return error_response(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "BAD_USER_INPUT",
+                "send GraphQL requests as application/json (multipart/form-data with files)",
+            );
+        }
     };
-    let Some(object) = value.as_object() else {
-        return bad_request("the body must be one JSON object (batches are not supported)");
-    };
-    let Some(query) = object.get("query").and_then(|q| q.as_str()) else {
-        return bad_request("the body needs a `query` string");
-    };
-    let variables = object.get("variables").cloned().unwrap_or(serde_json::Value::Null);
-    let doc = match check(query, &variables) {
-        Ok(doc) => doc,
-        Err(e) => return bad_request(&e.to_string()),
-    };
-    let operation =
-        operation_name(object.get("operationName").and_then(|n| n.as_str()), doc.as_ref());
-    let mut request: async_graphql::Request = match serde_json::from_value(value) {
-        Ok(r) => r,
-        Err(e) => return bad_request(&format!("malformed GraphQL request: {e}")),
-    };
+    let mut request = request;
     // The document was parsed to check it: the executor need not parse it again.
     if let Some(doc) = doc {
         request.set_parsed_query(doc);

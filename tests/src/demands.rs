@@ -732,3 +732,160 @@ fn drafts_are_autosaved_capped_and_consumed_by_their_submission() {
         server.stop().await;
     });
 }
+
+/// Posts `uploadFile` as a GraphQL multipart request (operations, map, the file).
+async fn upload(
+    client: &GraphqlClient,
+    filename: &str,
+    content_type: &str,
+    content: &[u8],
+) -> clients::Response {
+    let (http, url) = client.raw();
+    let boundary = "guichet-test-boundary-7d1f";
+    let operations = json!({
+        "query": "mutation($file: Upload!) { uploadFile(file: $file) { id filename contentType size } }",
+        "variables": { "file": null }
+    });
+    let mut body = Vec::new();
+    let mut part = |headers: String, content: &[u8]| {
+        body.extend_from_slice(format!("--{boundary}\r\n{headers}\r\n\r\n").as_bytes());
+        body.extend_from_slice(content);
+        body.extend_from_slice(b"\r\n");
+    };
+    part(
+        "Content-Disposition: form-data; name=\"operations\"".into(),
+        operations.to_string().as_bytes(),
+    );
+    part("Content-Disposition: form-data; name=\"map\"".into(), br#"{"0": ["variables.file"]}"#);
+    part(
+        format!(
+            "Content-Disposition: form-data; name=\"0\"; filename=\"{filename}\"\r\nContent-Type: {content_type}"
+        ),
+        content,
+    );
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    let mut request = http
+        .post(url)
+        .header("content-type", format!("multipart/form-data; boundary={boundary}"))
+        .body(body);
+    if let Some(token) = client.token() {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    let body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    clients::Response { status, body }
+}
+
+async fn download(client: &GraphqlClient, path: &str) -> (u16, Vec<u8>) {
+    let (http, url) = client.raw();
+    let base = url.trim_end_matches("/graphql");
+    let mut request = http.get(format!("{base}{path}"));
+    if let Some(token) = client.token() {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.unwrap();
+    (response.status().as_u16(), response.bytes().await.unwrap().to_vec())
+}
+
+#[test]
+fn files_are_uploaded_checked_attached_and_downloaded_alone_or_zipped() {
+    run(async {
+        let server = TestServer::start().await;
+        let admin = server.admin().await;
+        let urbanisme = account(&admin, &server, "u@mairie.test", &["urbanisme"]).await;
+        let files = json!({ "fields": [
+            { "id": "address", "label": "Address", "type": "STRING", "required": "REQUIRED" },
+            { "id": "plan", "label": "Plan", "type": "FILE", "required": "REQUIRED", "maxBytes": 1000, "fileTypes": ["application/pdf"] },
+            { "id": "rooms", "label": "Rooms", "type": "BLOCK", "maxItems": 3, "fields": [
+                { "id": "photo", "label": "Photo", "type": "FILE", "fileTypes": ["image/*"] } ] }
+        ]});
+        define(&admin, "permis", 3600, files).await;
+        let (citizen, _) =
+            server.client().register("c@citoyens.test", PASSWORD, "C", "D").await.unwrap();
+        let (other, _) =
+            server.client().register("o@citoyens.test", PASSWORD, "O", "P").await.unwrap();
+
+        let pdf = b"%PDF-1.7\nplan of the shed\n%%EOF".to_vec();
+        let png = b"\x89PNG\r\n\x1a\nnot really an image but its signature".to_vec();
+        let r = upload(&citizen, "plan.pdf", "application/pdf", &pdf).await;
+        assert!(r.is_ok(), "{} {}", r.status, r.body);
+        let plan = r.data()["uploadFile"]["id"].as_str().unwrap().to_owned();
+        assert_eq!(r.data()["uploadFile"]["size"], pdf.len());
+        let photo = upload(&citizen, "../../kitchen.png", "image/png", &png).await;
+        assert_eq!(photo.data()["uploadFile"]["filename"], "kitchen.png", "no folders in names");
+        let photo = photo.data()["uploadFile"]["id"].as_str().unwrap().to_owned();
+        // A program dressed as a PDF is refused for what it is.
+        let r =
+            upload(&citizen, "invoice.pdf", "application/pdf", b"MZ\x90\x00\x03 a program").await;
+        assert_eq!(r.error_code(), Some("BAD_USER_INPUT"), "{}", r.body);
+        assert!(r.body.to_string().contains("x-executable"), "{}", r.body);
+        let big = upload(
+            &citizen,
+            "big.pdf",
+            "application/pdf",
+            &[b"%PDF-".as_slice(), &[b'x'; 2000]].concat(),
+        )
+        .await;
+        let big = big.data()["uploadFile"]["id"].as_str().unwrap().to_owned();
+        let others = upload(&other, "theirs.pdf", "application/pdf", &pdf).await;
+        let others = others.data()["uploadFile"]["id"].as_str().unwrap().to_owned();
+
+        // Each field's limits, with every refusal at once; nothing is attached on failure.
+        let r = submit(
+            &citizen,
+            "permis",
+            json!({ "address": "1 rue", "plan": big, "rooms": [{ "photo": plan }] }),
+        )
+        .await;
+        assert_eq!(r.error_code(), Some("BAD_USER_INPUT"), "{}", r.body);
+        let messages = r.body["errors"][0]["extensions"]["fieldMessages"].to_string();
+        assert!(
+            messages.contains("at most")
+                && messages.contains("application/pdf files are not accepted"),
+            "{messages}"
+        );
+        let r = submit(&citizen, "permis", json!({ "address": "1 rue", "plan": others })).await;
+        assert!(r.body.to_string().contains("no such upload"), "someone else's upload: {}", r.body);
+        let r = submit(
+            &citizen,
+            "permis",
+            json!({ "address": "1 rue", "plan": plan, "rooms": [{ "photo": photo }] }),
+        )
+        .await;
+        assert!(r.is_ok(), "{}", r.body);
+        let demand = r.data()["submitDemand"]["demand"]["id"].as_str().unwrap().to_owned();
+        // One upload, one demand.
+        let r = submit(&citizen, "permis", json!({ "address": "2 rue", "plan": plan })).await;
+        assert!(r.body.to_string().contains("attached to another demand"), "{}", r.body);
+
+        let listed = urbanisme
+            .request("query($id: ID!) { demand(id: $id) { attachments { field filename contentType size url } attachmentsZipUrl } }", json!({ "id": demand }))
+            .await
+            .unwrap();
+        assert!(listed.is_ok(), "{}", listed.body);
+        let attachments = listed.data()["demand"]["attachments"].as_array().unwrap().clone();
+        let fields: Vec<&str> = attachments.iter().map(|a| a["field"].as_str().unwrap()).collect();
+        assert_eq!(fields, ["plan", "rooms.0.photo"]);
+        let (status, bytes) = download(&urbanisme, attachments[0]["url"].as_str().unwrap()).await;
+        assert_eq!((status, bytes), (200, pdf.clone()));
+        let zip_url = listed.data()["demand"]["attachmentsZipUrl"].as_str().unwrap().to_owned();
+        let (status, zipped) = download(&citizen, &zip_url).await;
+        assert_eq!(status, 200);
+        let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zipped)).unwrap();
+        let mut names: Vec<String> =
+            archive.file_names().map(|n| n.unwrap().into_owned()).collect();
+        names.sort();
+        assert_eq!(names, ["plan/plan.pdf", "rooms.0.photo/kitchen.png"]);
+        let mut content = Vec::new();
+        std::io::Read::read_to_end(&mut archive.by_name("plan/plan.pdf").unwrap(), &mut content)
+            .unwrap();
+        assert_eq!(content, pdf);
+        // Only those who see the content download it.
+        assert_eq!(download(&other, &zip_url).await.0, 404);
+        assert_eq!(download(&server.client(), &zip_url).await.0, 403);
+        assert_eq!(download(&other, attachments[0]["url"].as_str().unwrap()).await.0, 404);
+        server.stop().await;
+    });
+}

@@ -94,9 +94,10 @@ impl DemandActor {
                     due_at: t.due_at,
                 })
                 .collect();
-            let (tracking_hash, submitted_draft) =
-                submission.map_or((None, None), |s| (Some(s.tracking_hash), s.draft));
-            let writes = StepWrites { mails, jobs, tracking_hash, submitted_draft };
+            let (tracking_hash, submitted_draft, claimed_uploads) = submission
+                .map_or((None, None, Vec::new()), |s| (Some(s.tracking_hash), s.draft, s.uploads));
+            let writes =
+                StepWrites { mails, jobs, tracking_hash, submitted_draft, claimed_uploads };
             store.write_demand_step(&step, &writes).await?;
             Ok::<_, StoreError>((step, !writes.mails.is_empty()))
         };
@@ -112,6 +113,12 @@ impl DemandActor {
                         history: Arc::new(step.history),
                     });
                     Ok(act.view())
+                }
+                Err(StoreError::Conflict(reason)) if reason.contains("upload") => {
+                    ctx.stop();
+                    Err(DemandError::Conflict(
+                        "a file was attached to another demand meanwhile: upload it again".into(),
+                    ))
                 }
                 Err(StoreError::Conflict(reason)) => {
                     // Another process moved it: take the store's state before anything else.
@@ -203,6 +210,8 @@ pub(super) struct SubmissionWrites {
     pub(super) tracking_hash: String,
     /// The draft it came from, deleted with it.
     pub(super) draft: Option<DraftId>,
+    /// The uploads it attaches.
+    pub(super) uploads: Vec<String>,
 }
 
 /// Submission: the actor was started with the new demand; this writes it.

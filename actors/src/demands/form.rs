@@ -74,6 +74,10 @@ fn one() -> u32 {
     1
 }
 
+fn default_file_bytes() -> u64 {
+    super::attachments::DEFAULT_FIELD_BYTES
+}
+
 /// One field of a form or of a block.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Field {
@@ -193,6 +197,15 @@ pub enum FieldKind {
         #[serde(default)]
         max: Option<u32>,
     },
+    /// A file, uploaded first (`uploadFile`), answered with its upload id.
+    File {
+        /// Largest file accepted, in bytes.
+        #[serde(default = "default_file_bytes")]
+        max_bytes: u64,
+        /// Accepted types (`application/pdf`, `image/*`); any when empty.
+        #[serde(default)]
+        types: Vec<String>,
+    },
     /// A value computed from a template when the demand is submitted.
     Computed {
         /// The template.
@@ -232,6 +245,7 @@ impl FieldKind {
             FieldKind::Bool => "bool",
             FieldKind::Item { .. } => "item",
             FieldKind::Items { .. } => "items",
+            FieldKind::File { .. } => "file",
             FieldKind::Computed { .. } => "computed",
             FieldKind::Block { .. } => "block",
             FieldKind::Page => "page",
@@ -388,6 +402,14 @@ fn check_fields(
             FieldKind::Computed { template: t } => {
                 template::check_template(t).map_err(|e| at(format!("template: {e}")))?;
             }
+            FieldKind::File { max_bytes, .. }
+                if *max_bytes == 0 || *max_bytes > super::attachments::MAX_UPLOAD_BYTES =>
+            {
+                return Err(at(format!(
+                    "a file field accepts 1 byte to {} MiB",
+                    super::attachments::MAX_UPLOAD_BYTES >> 20
+                )));
+            }
             FieldKind::Block { fields, max_items } => {
                 if depth > 0 {
                     return Err(at("blocks do not nest".into()));
@@ -439,6 +461,10 @@ pub struct SubmissionContext {
     pub profile: Option<Profile>,
     /// The choices of fields whose list is not in the form (agendas, web services), by field id.
     pub external_choices: HashMap<String, Vec<Choice>>,
+    /// Who submits (uploads are theirs to attach).
+    pub uploader: Option<crate::ids::AccountId>,
+    /// The uploads the answers name, by id.
+    pub uploads: HashMap<String, super::attachments::Upload>,
 }
 
 /// Profile values forms may be prefilled with.
@@ -484,14 +510,18 @@ fn describe(errors: &[FieldError]) -> String {
     format!("invalid answers: {}", parts.join("; "))
 }
 
-/// The variables a template sees for form data: `form_var_<id>` (the text of a choice) and
-/// `form_var_<id>_raw` (its stored id); blocks as lists of objects.
+/// The variables a template sees for form data: `form_var_<id>` (the text of a choice, the
+/// name of a file) and `form_var_<id>_raw` (its stored id); blocks as lists of objects.
 pub fn template_variables(data: &Map<String, Value>, into: &mut Map<String, Value>) {
     for (k, v) in data {
         match v {
             Value::Object(o) if o.contains_key("id") && o.contains_key("text") => {
                 into.insert(format!("form_var_{k}"), o["text"].clone());
                 into.insert(format!("form_var_{k}_raw"), o["id"].clone());
+            }
+            Value::Object(o) if o.contains_key("upload") => {
+                into.insert(format!("form_var_{k}"), o.get("name").cloned().unwrap_or_default());
+                into.insert(format!("form_var_{k}_raw"), o["upload"].clone());
             }
             Value::Array(items) if items.iter().all(is_choice) && !items.is_empty() => {
                 let texts: Vec<Value> = items.iter().map(|i| i["text"].clone()).collect();
@@ -508,6 +538,29 @@ pub fn template_variables(data: &Map<String, Value>, into: &mut Map<String, Valu
 
 fn is_choice(v: &Value) -> bool {
     v.as_object().is_some_and(|o| o.len() == 2 && o.contains_key("id") && o.contains_key("text"))
+}
+
+/// The upload ids `input` gives to file fields (blocks included), to look up before
+/// [`validate`].
+pub fn upload_ids(fields: &[Field], input: &Map<String, Value>) -> Vec<String> {
+    let mut out = Vec::new();
+    for f in fields {
+        match (&f.kind, input.get(&f.id)) {
+            (FieldKind::File { .. }, Some(Value::String(id))) => out.push(id.trim().to_owned()),
+            (FieldKind::File { .. }, Some(Value::Object(o))) => {
+                if let Some(id) = o.get("upload").and_then(Value::as_str) {
+                    out.push(id.to_owned());
+                }
+            }
+            (FieldKind::Block { fields, .. }, Some(Value::Array(rows))) => {
+                for row in rows.iter().filter_map(Value::as_object) {
+                    out.extend(upload_ids(fields, row));
+                }
+            }
+            _ => {}
+        }
+    }
+    out
 }
 
 /// Validates submitted `input` (field id → answer) against `fields`, returning the stored data
@@ -735,6 +788,34 @@ fn check_value(
                 return Err(format!("at most {} choices", max.unwrap_or_default()));
             }
             Value::Array(out)
+        }
+        FieldKind::File { max_bytes, types } => {
+            let id = match v {
+                Value::String(s) => s,
+                Value::Object(o) => {
+                    o.get("upload").and_then(Value::as_str).unwrap_or_default().to_owned()
+                }
+                _ => return Err("an upload id (from uploadFile)".into()),
+            };
+            let upload = ctx
+                .uploads
+                .get(id.trim())
+                .filter(|u| u.owner == ctx.uploader)
+                .ok_or("no such upload: upload the file first")?;
+            if upload.demand.is_some() {
+                return Err("this upload is attached to another demand".into());
+            }
+            if upload.size > *max_bytes {
+                return Err(format!("a file here has at most {} KiB", max_bytes / 1024));
+            }
+            if !super::attachments::type_accepted(&upload.content_type, types) {
+                return Err(format!(
+                    "{} files are not accepted here (accepted: {})",
+                    upload.content_type,
+                    types.join(", ")
+                ));
+            }
+            super::attachments::field_value(upload)
         }
         FieldKind::Computed { .. }
         | FieldKind::Block { .. }

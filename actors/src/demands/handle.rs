@@ -13,6 +13,7 @@ use serde_json::{Map, Value};
 use tokio::sync::broadcast;
 
 use super::actor::{Create, DemandActor, Get, Grant, Parts, Perform, SubmissionWrites, Timeout};
+use super::attachments::{self, Attachment, Files, Upload};
 use super::draft::{self, Draft};
 use super::form::{Choice, Choices, Field, FieldKind, FormDef, Profile, SubmissionContext};
 use super::model::{
@@ -223,6 +224,7 @@ struct Inner {
     limiter: LookupLimiter,
     idle_after: Duration,
     http: reqwest::Client,
+    files: Option<Files>,
 }
 
 /// Forms, workflows and demands.
@@ -273,6 +275,7 @@ impl Demands {
         agendas: AgendaRegistry,
         meetings: MeetingsRegistry,
         idle_after: Duration,
+        files: Option<Files>,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -292,6 +295,7 @@ impl Demands {
                     .timeout(Duration::from_secs(10))
                     .build()
                     .unwrap_or_default(),
+                files,
             }),
         }
     }
@@ -537,10 +541,14 @@ impl Demands {
             .as_ref()
             .map(|p| format!("{} {}", p.first_name, p.last_name).trim().to_owned())
             .unwrap_or_default();
+        let upload_ids = super::form::upload_ids(&form.fields, &sub.answers);
+        let uploads = self.inner.store.uploads(&upload_ids).await.map_err(store_error)?;
         let ctx = SubmissionContext {
             back_office: sub.channel.is_back_office(),
             external_choices: self.external_choices(&form.fields).await?,
             profile,
+            uploader: caller,
+            uploads: uploads.into_iter().map(|u| (u.id.clone(), u)).collect(),
         };
         let data = super::form::validate(&form.fields, &sub.answers, &ctx, &Map::new())
             .map_err(DemandError::InvalidAnswers)?;
@@ -563,7 +571,9 @@ impl Demands {
         let workflow_arc = self.cache_workflow(workflow);
         let id = step.demand.id;
         let addr = self.spawn(step.demand.clone(), form_arc, workflow_arc);
-        let writes = SubmissionWrites { tracking_hash: hash, draft: sub.draft };
+        let claimed =
+            attachments::attachments_of(&step.demand.data).into_iter().map(|a| a.upload).collect();
+        let writes = SubmissionWrites { tracking_hash: hash, draft: sub.draft, uploads: claimed };
         let view = addr.send(Create { step, writes }).await.map_err(unavailable)??;
         tracing::info!(demand = %id, form = %sub.form_slug, channel = sub.channel.as_str(), "demand submitted");
         Ok((view, code))
@@ -685,6 +695,74 @@ impl Demands {
                 disabled: i.disabled,
             })
             .collect())
+    }
+
+    // ---- files ------------------------------------------------------------------------------
+
+    fn files(&self) -> Result<&Files, DemandError> {
+        self.inner
+            .files
+            .as_ref()
+            .ok_or_else(|| DemandError::Unavailable("no file storage is configured".into()))
+    }
+
+    /// Stores an uploaded file for a later submission by the same person.
+    pub async fn upload(
+        &self,
+        principal: &Principal,
+        filename: &str,
+        content_type: Option<&str>,
+        content: Vec<u8>,
+    ) -> Result<Upload, DemandError> {
+        let files = self.files()?;
+        let upload = files.write(principal.account_id(), filename, content_type, content).await?;
+        if let Err(e) = self.inner.store.create_upload(&upload).await {
+            // No record, no file: nothing half-kept.
+            files.remove(&upload.id)?;
+            return Err(store_error(e));
+        }
+        Ok(upload)
+    }
+
+    /// The attachments of a demand, in field order.
+    pub fn attachments(&self, view: &DemandView) -> Vec<Attachment> {
+        attachments::attachments_of(&view.demand.data)
+    }
+
+    /// Opens one attachment of a demand.
+    pub fn open_attachment(
+        &self,
+        view: &DemandView,
+        upload: &str,
+    ) -> Result<(Attachment, std::fs::File), DemandError> {
+        let attachment = self
+            .attachments(view)
+            .into_iter()
+            .find(|a| a.upload == upload)
+            .ok_or_else(|| DemandError::NotFound("attachment".into()))?;
+        let file = self.files()?.open(&attachment.upload)?;
+        Ok((attachment, file))
+    }
+
+    /// Writes every attachment of a demand as one zip into `out` (blocking: run it on a
+    /// blocking thread).
+    pub fn write_zip<W: std::io::Write>(
+        &self,
+        view: &DemandView,
+        out: W,
+    ) -> Result<(), DemandError> {
+        attachments::write_zip(self.files()?, &self.attachments(view), out)
+    }
+
+    /// Deletes uploads nobody attached within a day; returns how many.
+    pub async fn purge_unclaimed_uploads(&self, now: Timestamp) -> Result<usize, DemandError> {
+        let Ok(files) = self.files() else { return Ok(0) };
+        let before = now - jiff::SignedDuration::from_hours(24);
+        let ids = self.inner.store.purge_unclaimed_uploads(before).await.map_err(store_error)?;
+        for id in &ids {
+            files.remove(id)?;
+        }
+        Ok(ids.len())
     }
 
     // ---- drafts -----------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 //! - `template`: minijinja templates and conditions.
 //! - `form`: form definitions and the validation of answers.
 //! - `workflow`: workflow definitions.
+//! - `attachments`: uploaded files, their checks, and zips of a demand's files.
 //! - `draft`: drafts, autosaved answers before submission.
 //! - `model`: a demand and the workflow engine that moves it (pure).
 //! - `actor`: `DemandActor`, owner of one live demand.
@@ -13,6 +14,7 @@
 //! record, its history entries, its mails and its timers are written in one transaction.
 
 mod actor;
+pub mod attachments;
 pub mod draft;
 pub mod form;
 mod handle;

@@ -36,6 +36,7 @@ fn registry(s: &Services, idle: Duration) -> Demands {
         s.agendas.clone(),
         s.meetings.clone(),
         idle,
+        None,
     )
 }
 
@@ -195,5 +196,36 @@ fn expired_drafts_are_hidden_then_purged() {
         assert_eq!(store.purge_drafts(now).await.unwrap(), 1);
         assert_eq!(store.purge_drafts(now).await.unwrap(), 0);
         assert!(store.draft(live.id, now).await.unwrap().is_some());
+    });
+}
+
+#[test]
+fn uploads_never_attached_are_purged_after_a_day_with_their_files() {
+    run(async {
+        let s = Services::start(Store::open("mem://").await.unwrap(), SessionPolicy::default())
+            .unwrap();
+        let dir = std::env::temp_dir().join(format!("guichet-purge-{}", uuid::Uuid::new_v4()));
+        let files = crate::demands::attachments::Files::new(dir.clone()).unwrap();
+        let d = Demands::new(
+            s.runtime.clone(),
+            s.store.clone(),
+            s.live.clone(),
+            s.mail.clone(),
+            s.metrics.clone(),
+            s.agendas.clone(),
+            s.meetings.clone(),
+            Duration::from_secs(60),
+            Some(files),
+        );
+        let u = d.upload(&Principal::Anonymous, "a.txt", None, b"hello".to_vec()).await.unwrap();
+        assert!(dir.join(&u.id).exists());
+        let now = jiff::Timestamp::now();
+        assert_eq!(d.purge_unclaimed_uploads(now).await.unwrap(), 0, "a fresh upload stays");
+        let tomorrow = now + jiff::SignedDuration::from_hours(25);
+        assert_eq!(d.purge_unclaimed_uploads(tomorrow).await.unwrap(), 1);
+        assert!(!dir.join(&u.id).exists(), "its file is gone too");
+        assert!(s.store.uploads(std::slice::from_ref(&u.id)).await.unwrap().is_empty());
+        std::fs::remove_dir_all(dir).unwrap();
+        s.runtime.shutdown();
     });
 }

@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use super::records::OutboxRecord;
 use super::{Store, StoreError, json, parse_id};
+use crate::demands::attachments::Upload;
 use crate::demands::draft::{Draft, MAX_DRAFTS_PER_FORM};
 use crate::demands::model::{Demand, HistoryEntry, Step};
 use crate::ids::{AccountId, DemandId, DraftId};
@@ -106,6 +107,35 @@ pub struct StepWrites {
     pub tracking_hash: Option<String>,
     /// On submission from a draft: the draft, deleted in the same transaction.
     pub submitted_draft: Option<DraftId>,
+    /// On submission: the uploads it attaches, claimed for it in the same transaction.
+    pub claimed_uploads: Vec<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct UploadRecord {
+    id: String,
+    #[serde(default)]
+    owner: Option<String>,
+    filename: String,
+    content_type: String,
+    size: u64,
+    created_us: i64,
+    #[serde(default)]
+    demand: Option<String>,
+}
+
+impl UploadRecord {
+    fn into_upload(self) -> Result<Upload, StoreError> {
+        Ok(Upload {
+            id: self.id,
+            owner: self.owner.as_deref().map(parse_id).transpose()?,
+            filename: self.filename,
+            content_type: self.content_type,
+            size: self.size,
+            created_at: from_micros(self.created_us),
+            demand: self.demand.as_deref().map(parse_id).transpose()?,
+        })
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -324,6 +354,15 @@ impl Store {
                 "CREATE type::record('tracking_code', $tracking) SET demand = $id RETURN NONE;\n",
             );
         }
+        if !writes.claimed_uploads.is_empty() {
+            // One upload, one demand: claiming an upload already claimed fails the submission.
+            query.push_str(
+                "FOR $u IN $uploads {
+                    LET $c = (UPDATE type::record('upload', $u) SET demand = $id WHERE demand = NONE OR demand = NULL RETURN VALUE id);
+                    IF array::len($c) == 0 { THROW 'stale upload ' + $u + ': attached already' };
+                 };\n",
+            );
+        }
         if writes.submitted_draft.is_some() {
             query.push_str("DELETE type::record('draft', $draft) RETURN NONE;\n");
         }
@@ -344,6 +383,7 @@ impl Store {
                 ("history", Value::Array(history)),
                 ("tracking", writes.tracking_hash.clone().unwrap_or_default().into()),
                 ("draft", writes.submitted_draft.map(|d| d.to_string()).unwrap_or_default().into()),
+                ("uploads", json(&writes.claimed_uploads)?),
                 ("mails", Value::Array(mails)),
                 ("jobs", Value::Array(jobs)),
             ],
@@ -487,5 +527,53 @@ impl Store {
             )
             .await?;
         Ok(deleted.len())
+    }
+
+    /// Records an upload whose file is written.
+    pub async fn create_upload(&self, u: &Upload) -> Result<(), StoreError> {
+        let rec = serde_json::json!({
+            "owner": u.owner.map(|a| a.to_string()),
+            "filename": u.filename,
+            "content_type": u.content_type,
+            "size": u.size,
+            "created_us": to_micros(u.created_at),
+        });
+        self.write(
+            "CREATE type::record('upload', $id) CONTENT $rec RETURN NONE",
+            vec![("id", u.id.clone().into()), ("rec", rec)],
+        )
+        .await
+        .map(drop)
+    }
+
+    /// The uploads among `ids` that exist.
+    pub async fn uploads(&self, ids: &[String]) -> Result<Vec<Upload>, StoreError> {
+        // Point lookups: a submission names a few files.
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            let rec: Option<UploadRecord> = self
+                .row(
+                    "SELECT *, record::id(id) AS id FROM type::record('upload', $id)",
+                    vec![("id", id.clone().into())],
+                )
+                .await?;
+            if let Some(rec) = rec {
+                out.push(rec.into_upload()?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Deletes the records of uploads never attached and created before `before`; returns
+    /// their ids, whose files the caller removes.
+    pub async fn purge_unclaimed_uploads(
+        &self,
+        before: Timestamp,
+    ) -> Result<Vec<String>, StoreError> {
+        self.rows(
+            "SELECT VALUE record::id(id) FROM (DELETE upload WHERE (demand = NONE OR demand = NULL) AND created_us < $before RETURN BEFORE)",
+            vec![("before", to_micros(before).into())],
+        )
+        .await
     }
 }
