@@ -113,6 +113,8 @@ pub enum Action<'a> {
     },
     /// Design forms and workflows.
     ManageForms,
+    /// Answer phone calls at the reception (agents).
+    AnswerCalls,
     /// Submit a form on someone's behalf (phone, counter...): agents of these roles.
     SubmitOnBehalf {
         /// The form's back-office submission roles.
@@ -195,6 +197,7 @@ pub fn authorize(principal: &Principal, action: Action<'_>) -> Result<(), Access
         | Action::SeeOutbox
         | Action::ManageForms => principal.is_admin(),
         Action::SubmitOnBehalf { roles } => holds_any(roles),
+        Action::AnswerCalls => principal.is_agent_for(&[]),
         Action::SeeDemand { submitter, content_roles, granted } => {
             if submitter == Some(me) || granted.contains(&me) || holds_any(content_roles) {
                 true

@@ -10,6 +10,7 @@
 //! - `session`: bearer-token sessions; `UserSessionActor` owns each live session.
 //! - `access`: who may do what, decided in one function.
 //! - `mail`: the durable outbox and the mailer that drains it.
+//! - `reception`: incoming calls pushed to agents with the caller's accounts.
 //! - `resources`: rooms and equipment reserved by events, never twice at once.
 //! - `live`: broadcast channels for subscriptions.
 //! - `scheduler`: the one task that runs timed actions (reminders, hold expiry) from durable jobs.
@@ -31,6 +32,7 @@ pub mod live;
 pub mod mail;
 pub mod meetings;
 pub mod metrics;
+pub mod reception;
 pub mod resources;
 pub mod runtime;
 pub mod scheduler;
@@ -63,6 +65,8 @@ pub struct Services {
     pub unavailability: meetings::unavailability::UnavailabilityCalendars,
     /// Sessions.
     pub sessions: session::Sessions,
+    /// Incoming calls.
+    pub reception: reception::Reception,
     /// Live updates.
     pub live: live::LiveHub,
     /// Wakes the mailer.
@@ -77,14 +81,15 @@ impl Services {
         store: store::Store,
         sessions: session::SessionPolicy,
     ) -> Result<Self, runtime::RuntimeError> {
-        Self::start_with_files(store, sessions, None)
+        Self::start_with(store, sessions, demands::DemandsSettings::default())
     }
 
-    /// Starts the actor runtime over an open store, keeping uploaded files in `files`.
-    pub fn start_with_files(
+    /// Starts the actor runtime over an open store, with demands' settings (where uploaded
+    /// files live, how long idle demand actors stay).
+    pub fn start_with(
         store: store::Store,
         sessions: session::SessionPolicy,
-        files: Option<demands::attachments::Files>,
+        demand_settings: demands::DemandsSettings,
     ) -> Result<Self, runtime::RuntimeError> {
         // Two arbiters on two cores: one can decide while the other waits for a disk sync.
         let runtime = runtime::ActorRuntime::start(2)?;
@@ -113,10 +118,11 @@ impl Services {
             metrics.clone(),
             agendas.clone(),
             meetings.clone(),
-            demands::DEFAULT_IDLE,
-            files,
+            demand_settings.idle_after,
+            demand_settings.files,
         );
         let accounts = account::Accounts::new(store.clone());
+        let reception = reception::Reception::new(store.clone());
         let resources = resources::Resources::new(store.clone());
         let unavailability =
             meetings::unavailability::UnavailabilityCalendars::new(store.clone(), meetings.clone());
@@ -132,6 +138,7 @@ impl Services {
             resources,
             unavailability,
             sessions,
+            reception,
             live,
             mail,
             metrics,

@@ -1189,7 +1189,8 @@ impl Demand {
     }
 }
 
-fn demand_for(caller: &Caller, view: DemandView) -> async_graphql::Result<Demand> {
+/// The demand as `caller` may see it; `NOT_FOUND` when they may not.
+pub(crate) fn demand_for(caller: &Caller, view: DemandView) -> async_graphql::Result<Demand> {
     let sight = sight(&caller.principal, &view)?;
     Ok(Demand { view, sight, principal: caller.principal.clone() })
 }

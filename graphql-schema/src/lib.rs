@@ -17,6 +17,7 @@ pub mod events;
 pub mod meetings;
 pub mod mutation;
 pub mod query;
+pub mod reception;
 pub mod scalars;
 pub mod subscription;
 pub mod types;
@@ -50,6 +51,7 @@ pub struct MutationRoot(
     meetings::MeetingsMutation,
     unavailability::UnavailabilityMutation,
     demands::DemandsMutation,
+    reception::ReceptionMutation,
 );
 
 /// The subscription root.
@@ -58,6 +60,7 @@ pub struct SubscriptionRoot(
     subscription::AgendaSubscription,
     meetings::MeetingsSubscription,
     demands::DemandsSubscription,
+    reception::ReceptionSubscription,
 );
 
 /// Guichet's schema.

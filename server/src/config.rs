@@ -74,6 +74,13 @@ pub struct Config {
     /// Seconds after sign-in after which a session ends.
     #[arg(long, env = "GUICHET_SESSION_MAX_SECS", default_value_t = 43200)]
     pub session_max_secs: u32,
+    /// Secret the telephony system sends (`Authorization: Bearer …`) to
+    /// `POST /api/reception/calls`; the endpoint is off without it.
+    #[arg(long, env = "GUICHET_RECEPTION_TOKEN", hide_env_values = true)]
+    pub reception_token: Option<String>,
+    /// Seconds a demand's actor stays in memory without messages.
+    #[arg(long, env = "GUICHET_DEMAND_IDLE_SECS", default_value_t = 300)]
+    pub demand_idle_secs: u32,
     /// Seconds a websocket may wait before `connection_init`.
     #[arg(long, env = "GUICHET_WS_INIT_TIMEOUT_SECS", default_value_t = 10)]
     pub ws_init_timeout_secs: u32,
@@ -111,6 +118,8 @@ impl Config {
             demo: false,
             session_idle_secs: 7200,
             session_max_secs: 43200,
+            demand_idle_secs: 300,
+            reception_token: Some("reception-test-token".into()),
             ws_init_timeout_secs: 3,
             cors_origins: Vec::new(),
             log_json: false,

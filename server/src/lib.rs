@@ -16,6 +16,7 @@ mod feeds;
 mod files;
 pub mod guard;
 pub mod metrics;
+mod reception;
 pub mod routes;
 mod ws;
 
@@ -49,6 +50,7 @@ pub struct AppState {
     /// Turns true when the server starts shutting down.
     pub shutdown: watch::Receiver<bool>,
     ws_init_timeout_secs: u32,
+    reception_token: Option<String>,
 }
 
 impl AppState {
@@ -85,8 +87,12 @@ impl App {
         };
         let files = actors::demands::attachments::Files::new(config.data_dir.join("files"))
             .context("creating the files folder")?;
-        let services = Services::start_with_files(store.clone(), policy, Some(files))
-            .context("starting actors")?;
+        let settings = actors::demands::DemandsSettings {
+            files: Some(files),
+            idle_after: std::time::Duration::from_secs(u64::from(config.demand_idle_secs.max(1))),
+        };
+        let services =
+            Services::start_with(store.clone(), policy, settings).context("starting actors")?;
         let (shutdown_tx, shutdown) = watch::channel(false);
         let mut mailer = Mailer::new(
             store.clone(),
@@ -122,6 +128,7 @@ impl App {
             metrics,
             shutdown,
             ws_init_timeout_secs: config.ws_init_timeout_secs,
+            reception_token: config.reception_token.clone(),
         };
         Ok(Self {
             state,

@@ -889,3 +889,88 @@ fn files_are_uploaded_checked_attached_and_downloaded_alone_or_zipped() {
         server.stop().await;
     });
 }
+
+#[test]
+fn a_ringing_call_shows_the_callers_accounts_and_demands_to_the_agent_of_the_line() {
+    run(async {
+        let server = TestServer::start().await;
+        let admin = server.admin().await;
+        let agent = account(&admin, &server, "accueil@mairie.test", &["urbanisme"]).await;
+        define(&admin, "permis", 3600, json!({})).await;
+        let (citizen, citizen_id) = server
+            .client()
+            .register("camille@citoyens.test", PASSWORD, "Camille", "Martin")
+            .await
+            .unwrap();
+        let r = citizen
+            .request("mutation { setPhone(phone: \"06 12 34 56 78\") { id } }", json!({}))
+            .await
+            .unwrap();
+        assert!(r.is_ok(), "{}", r.body);
+        let r = submit(&citizen, "permis", valid_answers()).await;
+        let demand = r.data()["submitDemand"]["demand"]["id"].as_str().unwrap().to_owned();
+
+        let set_line = "mutation($l: String) { setReceptionLine(line: $l) }";
+        let r = citizen.request(set_line, json!({ "l": "4021" })).await.unwrap();
+        assert_eq!(r.error_code(), Some("FORBIDDEN"));
+        let r = agent.request(set_line, json!({ "l": "4021" })).await.unwrap();
+        assert_eq!(r.data()["setReceptionLine"], "4021", "{}", r.body);
+        let r = agent.request(set_line, json!({ "l": "40 21; drop" })).await.unwrap();
+        assert_eq!(r.error_code(), Some("BAD_USER_INPUT"));
+
+        let mut ws =
+            WsClient::connect(&server.base, WsProtocol::TransportWs, agent.token()).await.unwrap();
+        ws.subscribe("calls", "subscription { incomingCalls { caller line accounts { id lastName demands { id digest } } } }", json!({}))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+
+        let http = reqwest::Client::new();
+        let url = format!("{}/api/reception/calls", server.base);
+        let ring = |token: &'static str, body: Value| {
+            let http = http.clone();
+            let url = url.clone();
+            async move {
+                http.post(&url)
+                    .bearer_auth(token)
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            }
+        };
+        assert_eq!(ring("wrong", json!({ "caller": "0612345678", "callee": "4021" })).await, 401);
+        assert_eq!(ring("reception-test-token", json!({ "caller": "0612345678" })).await, 400);
+        // Another line's call is not shown here; this line's is, with the caller's demands.
+        assert_eq!(
+            ring("reception-test-token", json!({ "caller": "0612345678", "callee": "5555" })).await,
+            202
+        );
+        assert_eq!(
+            ring(
+                "reception-test-token",
+                json!({ "caller": "+33 6 12 34 56 78", "callee": "4021" })
+            )
+            .await,
+            202
+        );
+        let pushed = ws.next_data("calls", Duration::from_secs(10)).await.unwrap();
+        let call = &pushed["data"]["incomingCalls"];
+        assert_eq!(call["line"], "4021", "{pushed}");
+        assert_eq!(call["caller"], "+33612345678");
+        assert_eq!(call["accounts"][0]["id"], citizen_id.as_str());
+        assert_eq!(call["accounts"][0]["lastName"], "Martin");
+        assert_eq!(call["accounts"][0]["demands"][0]["id"], demand.as_str());
+        // An unknown number still rings, with nobody found.
+        assert_eq!(
+            ring("reception-test-token", json!({ "caller": "anonymous", "callee": "4021" })).await,
+            202
+        );
+        let pushed = ws.next_data("calls", Duration::from_secs(10)).await.unwrap();
+        assert_eq!(pushed["data"]["incomingCalls"]["accounts"], json!([]));
+        ws.close().await.unwrap();
+        server.stop().await;
+    });
+}

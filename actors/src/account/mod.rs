@@ -194,6 +194,7 @@ impl Accounts {
             agent_roles: roles.agent_roles,
             phone: None,
             calendar_feed: None,
+            reception_line: None,
             created_us: to_micros(Timestamp::now()),
         };
         match self.store.create_account(&record).await {

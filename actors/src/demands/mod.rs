@@ -29,3 +29,18 @@ mod tests;
 pub use handle::{
     DEFAULT_IDLE, Definition, DemandView, Demands, OfferedAction, OfferedKind, Submission, acting,
 };
+
+/// Settings of demands.
+#[derive(Debug, Clone)]
+pub struct DemandsSettings {
+    /// Where uploaded files live; uploads are refused without it.
+    pub files: Option<attachments::Files>,
+    /// How long a demand's actor stays without messages.
+    pub idle_after: std::time::Duration,
+}
+
+impl Default for DemandsSettings {
+    fn default() -> Self {
+        Self { files: None, idle_after: DEFAULT_IDLE }
+    }
+}

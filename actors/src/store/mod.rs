@@ -273,6 +273,32 @@ impl Store {
         Ok(!rows.is_empty())
     }
 
+    /// Sets the phone line an agent answers calls on.
+    pub async fn set_reception_line(
+        &self,
+        id: AccountId,
+        line: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let rows: Vec<serde_json::Value> = self
+            .rows(
+                "UPDATE type::record('account', $id) SET reception_line = $line WHERE id != NONE RETURN id",
+                vec![("id", id.to_string().into()), ("line", json(&line)?)],
+            )
+            .await?;
+        Ok(!rows.is_empty())
+    }
+
+    /// The accounts whose phone number is `phone` (E.164).
+    pub async fn accounts_by_phone(&self, phone: &str) -> Result<Vec<AccountId>, StoreError> {
+        let ids: Vec<String> = self
+            .rows(
+                "SELECT VALUE record::id(id) FROM account WHERE phone = $phone",
+                vec![("phone", phone.into())],
+            )
+            .await?;
+        ids.iter().map(|s| parse_id(s)).collect()
+    }
+
     /// Gives an account a new calendar feed secret (by hash), dropping the previous one.
     pub async fn set_calendar_feed(&self, id: AccountId, hash: &str) -> Result<bool, StoreError> {
         let Some(account) = self.account(id).await? else { return Ok(false) };

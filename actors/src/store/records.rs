@@ -47,6 +47,9 @@ pub struct AccountRecord {
     /// SHA-256 of the secret of the account's calendar feed, if one was made.
     #[serde(default)]
     pub calendar_feed: Option<String>,
+    /// The phone line an agent answers calls on (reception).
+    #[serde(default)]
+    pub reception_line: Option<String>,
     /// Creation instant.
     pub created_us: i64,
 }

@@ -53,6 +53,12 @@ struct Args {
     /// Run only the meetings scenarios (with 200 citizens).
     #[arg(long)]
     meetings_only: bool,
+    /// Run only the demands scenarios.
+    #[arg(long)]
+    demands_only: bool,
+    /// Submissions in the demands scenario.
+    #[arg(long, default_value_t = 5000)]
+    submissions: usize,
 }
 
 struct Server {
@@ -94,6 +100,8 @@ async fn start(args: &Args) -> anyhow::Result<Server> {
         .env("GUICHET_DATA_DIR", &dir)
         .env("GUICHET_ADMIN_EMAIL", &args.admin_email)
         .env("GUICHET_ADMIN_PASSWORD", &args.admin_password)
+        // Demand actors stop after 15 s idle, so that the demands scenario can see them go.
+        .env("GUICHET_DEMAND_IDLE_SECS", "15")
         .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
         // The server's log (set RUST_LOG to see more than warnings) goes to our stderr, away from
         // the results table.
@@ -321,6 +329,12 @@ async fn main() -> anyhow::Result<()> {
         users.push(anon.login(&format!("load-{i}@citoyens.test"), "load-password").await?);
     }
     let users = Arc::new(users);
+    if args.demands_only {
+        demands_scenario(&server, &admin, &users, args.submissions, args.concurrency, &mut rows)
+            .await?;
+        print_rows(rss_idle, rows);
+        return Ok(());
+    }
     if args.meetings_only {
         meetings_scenario(&admin, &users, &mut rows).await?;
         print_rows(rss_idle, rows);
@@ -451,7 +465,247 @@ async fn main() -> anyhow::Result<()> {
         ));
     }
     meetings_scenario(&admin, &users, &mut rows).await?;
+    demands_scenario(&server, &admin, &users, args.submissions, args.concurrency, &mut rows)
+        .await?;
     print_rows(rss_idle, rows);
+    Ok(())
+}
+
+/// A 30-field form on a 5-status workflow: submissions per second through GraphQL, resident
+/// memory per live `DemandActor` and what is left once they stopped, and the rendering of a
+/// history of 1,000 entries.
+async fn demands_scenario(
+    server: &Server,
+    admin: &GraphqlClient,
+    users: &Arc<Vec<GraphqlClient>>,
+    submissions: usize,
+    concurrency: usize,
+    rows: &mut Vec<(String, String)>,
+) -> anyhow::Result<()> {
+    let ok = |r: clients::Response, what: &str| -> anyhow::Result<serde_json::Value> {
+        if !r.is_ok() {
+            bail!("{what}: {}", r.body);
+        }
+        Ok(r.data().clone())
+    };
+    let button = |id: &str, target: &str| json!({ "id": id, "type": "BUTTON", "label": id, "by": [{ "function": "receiver" }], "target": target });
+    let workflow = json!({
+        "slug": "load-demands", "name": "Load", "functions": ["receiver"],
+        "statuses": [
+            { "id": "received", "name": "Received", "items": [
+                { "id": "ack", "type": "NOTIFY", "to": [{ "submitter": true }],
+                  "subject": "Received: {{ form_digest }}", "body": "Hello {{ form_user_display_name }}" },
+                { "id": "dispatch", "type": "DISPATCH", "function": "receiver", "role": "load-agents" },
+                button("take", "in-progress") ] },
+            { "id": "in-progress", "name": "In progress", "items": [
+                button("ask", "waiting"), button("accept", "accepted"), button("reject", "rejected"),
+                { "id": "note", "type": "COMMENT", "label": "Note", "by": [{ "submitter": true }, { "function": "receiver" }] } ] },
+            { "id": "waiting", "name": "Waiting for the citizen", "items": [button("answered", "in-progress")] },
+            { "id": "accepted", "name": "Accepted" },
+            { "id": "rejected", "name": "Rejected" }
+        ]
+    });
+    let r = admin
+        .request(
+            "mutation($i: WorkflowInput!) { createWorkflow(input: $i) { id } }",
+            json!({ "i": workflow }),
+        )
+        .await?;
+    let workflow_id =
+        ok(r, "createWorkflow")?["createWorkflow"]["id"].as_str().unwrap_or_default().to_owned();
+    let kinds =
+        ["STRING", "TEXT", "EMAIL", "NUMBER", "DATE", "BOOL", "ITEM", "ITEMS", "PHONE", "STRING"];
+    let mut fields = Vec::new();
+    let mut answers = serde_json::Map::new();
+    for i in 0..30 {
+        let kind = kinds[i % kinds.len()];
+        let id = format!("f{i}");
+        let mut field = json!({ "id": id, "label": format!("Question {i}"), "type": kind, "required": "REQUIRED" });
+        let answer = match kind {
+            "STRING" => {
+                field["validation"] =
+                    json!({ "regex": "[A-Za-z0-9 ]+", "message": "letters and digits" });
+                json!(format!("Answer {i}"))
+            }
+            "TEXT" => json!("A longer answer, on several lines.\nSecond line."),
+            "EMAIL" => json!("someone@example.org"),
+            "NUMBER" => {
+                field["min"] = json!(0);
+                field["max"] = json!(1000);
+                json!(42)
+            }
+            "DATE" => json!("2027-01-15"),
+            "BOOL" => json!(true),
+            "PHONE" => json!("06 12 34 56 78"),
+            "ITEM" | "ITEMS" => {
+                field["choices"] = json!([{ "id": "a", "text": "A" }, { "id": "b", "text": "B" }, { "id": "c", "text": "C" }]);
+                if kind == "ITEM" { json!("b") } else { json!(["a", "c"]) }
+            }
+            _ => json!(null),
+        };
+        fields.push(field);
+        answers.insert(id, answer);
+    }
+    let form = json!({ "slug": "load-form", "title": "Load form", "workflowId": workflow_id,
+        "functionRoles": [{ "function": "receiver", "role": "load-agents" }],
+        "digestTemplate": "{{ form_var_f0 }} / {{ form_var_f6 }}", "fields": fields });
+    let r = admin
+        .request("mutation($i: FormInput!) { createForm(input: $i) { id } }", json!({ "i": form }))
+        .await?;
+    ok(r, "createForm")?;
+    let r = admin
+        .request(
+            "mutation { createAccount(input: { email: \"load-agent@mairie.test\", password: \"load-agent-password\", firstName: \"Load\", lastName: \"Agent\", agentRoles: [\"load-agents\"] }) { id } }",
+            json!({}),
+        )
+        .await?;
+    ok(r, "createAccount")?;
+    let agent = GraphqlClient::new(&server.base)
+        .login("load-agent@mairie.test", "load-agent-password")
+        .await?;
+
+    // Submissions.
+    let before = server.rss_kib();
+    let ids = Arc::new(std::sync::Mutex::new(Vec::with_capacity(submissions)));
+    let answers = Arc::new(serde_json::Value::Object(answers));
+    let (elapsed, lat) = closed_loop(submissions, concurrency.min(64), {
+        let users = users.clone();
+        let ids = ids.clone();
+        move |i| {
+            let client = users[i % users.len()].clone();
+            let answers = answers.clone();
+            let ids = ids.clone();
+            async move {
+                let r = client
+                    .request(
+                        "mutation($i: SubmitDemandInput!) { submitDemand(input: $i) { demand { id } } }",
+                        json!({ "i": { "form": "load-form", "answers": *answers } }),
+                    )
+                    .await?;
+                if !r.is_ok() {
+                    bail!("submitDemand: {}", r.body);
+                }
+                let id = r.data()["submitDemand"]["demand"]["id"].as_str().unwrap_or_default().to_owned();
+                ids.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.push(id);
+                Ok(())
+            }
+        }
+    })
+    .await?;
+    rows.push((
+        format!(
+            "demand submissions, 30-field form, 5-status workflow ({submissions}, {} concurrent)",
+            concurrency.min(64)
+        ),
+        format!(
+            "{:.0}/s, p50 {} p99 {}",
+            submissions as f64 / elapsed.as_secs_f64(),
+            ms(percentile(&lat, 50.0)),
+            ms(percentile(&lat, 99.0))
+        ),
+    ));
+    let ids: Vec<String> = ids.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.clone();
+
+    // Memory: wait for the actors to stop, start them all again by reading, let them stop.
+    if before.is_some() {
+        let settle = Duration::from_secs(25);
+        eprintln!("waiting {settle:?} for idle demand actors to stop...");
+        tokio::time::sleep(settle).await;
+        let stopped = server.rss_kib().unwrap_or_default();
+        let n = ids.len();
+        closed_loop(n, 32, {
+            let agent = agent.clone();
+            let ids = Arc::new(ids.clone());
+            move |i| {
+                let agent = agent.clone();
+                let ids = ids.clone();
+                async move {
+                    let r = agent
+                        .request(
+                            "query($id: ID!) { demand(id: $id) { id } }",
+                            json!({ "id": ids[i] }),
+                        )
+                        .await?;
+                    if !r.is_ok() {
+                        bail!("demand: {}", r.body);
+                    }
+                    Ok(())
+                }
+            }
+        })
+        .await?;
+        let live = server.rss_kib().unwrap_or_default();
+        tokio::time::sleep(settle).await;
+        let after = server.rss_kib().unwrap_or_default();
+        let kb = |a: u64, b: u64| a.saturating_sub(b) as f64 * 1.024 / n as f64;
+        rows.push((
+            format!(
+                "resident memory per live idle DemandActor ({n} started by reading their demands)"
+            ),
+            format!("{:.1} KB", kb(live, stopped)),
+        ));
+        rows.push((
+            format!("resident memory left per stopped DemandActor ({n}, after their idle stop)"),
+            format!("{:.1} KB", kb(after, stopped)),
+        ));
+    }
+
+    // A history of 1,000 entries: 999 comments on one demand, then read it whole.
+    let demand = ids.first().cloned().unwrap_or_default();
+    let r = agent
+        .request(
+            "mutation($d: ID!) { performAction(demandId: $d, actionId: \"take\") { id } }",
+            json!({ "d": demand }),
+        )
+        .await?;
+    ok(r, "take")?;
+    let have = 4; // submitted, notified, dispatched, taken
+    closed_loop(1000 - have, 1, {
+        let agent = agent.clone();
+        let demand = demand.clone();
+        move |i| {
+            let agent = agent.clone();
+            let demand = demand.clone();
+            async move {
+                let r = agent
+                    .request(
+                        "mutation($d: ID!, $c: String) { performAction(demandId: $d, actionId: \"note\", comment: $c) { id } }",
+                        json!({ "d": demand, "c": format!("Comment number {i}") }),
+                    )
+                    .await?;
+                if !r.is_ok() {
+                    bail!("comment: {}", r.body);
+                }
+                Ok(())
+            }
+        }
+    })
+    .await?;
+    let (_, lat) = closed_loop(200, 1, {
+        let agent = agent.clone();
+        move |_| {
+            let agent = agent.clone();
+            let demand = demand.clone();
+            async move {
+                let r = agent
+                    .request(
+                        "query($d: ID!) { demand(id: $d) { history(first: 1000) { seq at by status kind text } } }",
+                        json!({ "d": demand }),
+                    )
+                    .await?;
+                let n = r.data()["demand"]["history"].as_array().map_or(0, Vec::len);
+                if n != 1000 {
+                    bail!("history of {n} entries: {}", r.body);
+                }
+                Ok(())
+            }
+        }
+    })
+    .await?;
+    rows.push((
+        "demand history of 1,000 entries read and rendered over GraphQL (200 reads)".into(),
+        format!("p50 {} p99 {}", ms(percentile(&lat, 50.0)), ms(percentile(&lat, 99.0))),
+    ));
     Ok(())
 }
 
