@@ -1006,6 +1006,30 @@ pub struct UploadedFile {
     pub size: u64,
 }
 
+/// A definition an import left alone.
+#[derive(SimpleObject)]
+pub struct ImportConflict {
+    /// `workflow:<slug>` or `form:<slug>`.
+    pub name: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// What an import did.
+#[derive(SimpleObject)]
+pub struct ImportReport {
+    /// Created here.
+    pub created: Vec<String>,
+    /// Saved as a new version.
+    pub updated: Vec<String>,
+    /// Already here, identical.
+    pub unchanged: Vec<String>,
+    /// Here with other content, left alone.
+    pub conflicts: Vec<ImportConflict>,
+    /// Nothing was written.
+    pub dry_run: bool,
+}
+
 /// What a viewer may read of a demand.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Sight {
@@ -1466,6 +1490,47 @@ impl DemandsMutation {
             .await
             .gql()?;
         Ok(Form(Arc::new(saved)))
+    }
+
+    /// Imports an application bundle (the zip `GET /api/bundle.zip` exports) as a GraphQL
+    /// multipart upload (administrators). Definitions match by slug: importing twice changes
+    /// nothing; different content is a conflict unless `overwrite`. Everything is checked
+    /// before anything is written; `dryRun` only reports.
+    async fn import_bundle(
+        &self,
+        ctx: &Context<'_>,
+        file: async_graphql::Upload,
+        #[graphql(default)] overwrite: bool,
+        #[graphql(default)] dry_run: bool,
+    ) -> async_graphql::Result<ImportReport> {
+        let caller = ctx.data::<Caller>()?;
+        caller.may(Action::ManageForms)?;
+        let services = ctx.data::<Services>()?;
+        let value = file
+            .value(ctx)
+            .map_err(|e| BadInput(format!("the file could not be read: {e}")))
+            .gql()?;
+        let report = services
+            .demands
+            .import_bundle(
+                value.content.to_vec(),
+                overwrite,
+                dry_run,
+                caller.principal.account_id(),
+            )
+            .await
+            .gql()?;
+        Ok(ImportReport {
+            created: report.created,
+            updated: report.updated,
+            unchanged: report.unchanged,
+            conflicts: report
+                .conflicts
+                .into_iter()
+                .map(|(name, reason)| ImportConflict { name, reason })
+                .collect(),
+            dry_run: report.dry_run,
+        })
     }
 
     /// Saves an old version of a form again as its newest (administrators).

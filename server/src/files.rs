@@ -162,3 +162,30 @@ impl Write for ChannelWriter {
             .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "client gone"))
     }
 }
+
+/// `GET /api/bundle.zip` (administrators): every workflow and form as an application bundle.
+pub(crate) async fn bundle(
+    State(state): State<AppState>,
+    client: ClientAddr,
+    headers: HeaderMap,
+) -> Response {
+    let caller = match caller(&state, &headers, client).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    if let Err(e) = authorize(&caller.principal, actors::access::Action::ManageForms) {
+        return failure(&e);
+    }
+    match state.services.demands.export_bundle().await {
+        Ok(zip) => (
+            [
+                (header::CONTENT_TYPE, HeaderValue::from_static("application/zip")),
+                (header::CONTENT_DISPOSITION, disposition("guichet-bundle.zip")),
+                (header::CACHE_CONTROL, HeaderValue::from_static("private, no-store")),
+            ],
+            zip,
+        )
+            .into_response(),
+        Err(e) => failure(&e),
+    }
+}

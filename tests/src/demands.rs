@@ -740,12 +740,23 @@ async fn upload(
     content_type: &str,
     content: &[u8],
 ) -> clients::Response {
+    let query =
+        "mutation($file: Upload!) { uploadFile(file: $file) { id filename contentType size } }";
+    multipart(client, query, json!({ "file": null }), filename, content_type, content).await
+}
+
+/// A GraphQL multipart request whose variable `file` is the file.
+async fn multipart(
+    client: &GraphqlClient,
+    query: &str,
+    variables: Value,
+    filename: &str,
+    content_type: &str,
+    content: &[u8],
+) -> clients::Response {
     let (http, url) = client.raw();
     let boundary = "guichet-test-boundary-7d1f";
-    let operations = json!({
-        "query": "mutation($file: Upload!) { uploadFile(file: $file) { id filename contentType size } }",
-        "variables": { "file": null }
-    });
+    let operations = json!({ "query": query, "variables": variables });
     let mut body = Vec::new();
     let mut part = |headers: String, content: &[u8]| {
         body.extend_from_slice(format!("--{boundary}\r\n{headers}\r\n\r\n").as_bytes());
@@ -972,5 +983,93 @@ fn a_ringing_call_shows_the_callers_accounts_and_demands_to_the_agent_of_the_lin
         assert_eq!(pushed["data"]["incomingCalls"]["accounts"], json!([]));
         ws.close().await.unwrap();
         server.stop().await;
+    });
+}
+
+#[test]
+fn an_application_bundle_moves_definitions_between_instances_idempotently() {
+    run(async {
+        let source = TestServer::start().await;
+        let admin = source.admin().await;
+        define(&admin, "permis", 3600, json!({ "category": "urbanisme" })).await;
+        let (citizen, _) =
+            source.client().register("c@citoyens.test", PASSWORD, "C", "D").await.unwrap();
+        assert_eq!(download(&citizen, "/api/bundle.zip").await.0, 403);
+        let (status, bundle) = download(&admin, "/api/bundle.zip").await;
+        assert_eq!(status, 200);
+        let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bundle.clone())).unwrap();
+        let mut manifest = String::new();
+        std::io::Read::read_to_string(&mut zip.by_name("manifest.json").unwrap(), &mut manifest)
+            .unwrap();
+        let manifest: Value = serde_json::from_str(&manifest).unwrap();
+        assert_eq!(manifest["forms"], json!(["permis"]));
+        assert_eq!(manifest["roles"], json!(["accueil", "urbanisme"]));
+        assert_eq!(manifest["categories"], json!(["urbanisme"]));
+
+        let target = TestServer::start().await;
+        let admin = target.admin().await;
+        let import = "mutation($file: Upload!, $overwrite: Boolean, $dry: Boolean) {
+            importBundle(file: $file, overwrite: $overwrite, dryRun: $dry) { created updated unchanged conflicts { name reason } dryRun } }";
+        let send = async |admin: &GraphqlClient, bytes: &[u8], overwrite: bool, dry: bool| {
+            let vars = json!({ "file": null, "overwrite": overwrite, "dry": dry });
+            multipart(admin, import, vars, "bundle.zip", "application/zip", bytes).await
+        };
+        let r = send(&admin, &bundle, false, true).await;
+        assert!(r.is_ok(), "{}", r.body);
+        assert_eq!(r.data()["importBundle"]["created"], json!(["workflow:permis", "form:permis"]));
+        let forms = admin.request("{ forms { slug } }", json!({})).await.unwrap();
+        assert_eq!(forms.data()["forms"], json!([]), "a dry run writes nothing");
+        let r = send(&admin, &bundle, false, false).await;
+        assert_eq!(
+            r.data()["importBundle"]["created"],
+            json!(["workflow:permis", "form:permis"]),
+            "{}",
+            r.body
+        );
+        // The imported form works here.
+        let (citizen, _) =
+            target.client().register("c@citoyens.test", PASSWORD, "C", "D").await.unwrap();
+        let r = submit(&citizen, "permis", valid_answers()).await;
+        assert!(r.is_ok(), "{}", r.body);
+        // Again: nothing changes.
+        let r = send(&admin, &bundle, false, false).await;
+        assert_eq!(
+            r.data()["importBundle"]["unchanged"],
+            json!(["workflow:permis", "form:permis"]),
+            "{}",
+            r.body
+        );
+        assert_eq!(r.data()["importBundle"]["created"], json!([]));
+        // Changed here: a conflict, unless overwriting (a new version).
+        let form = admin
+            .request("{ form(slug: \"permis\") { id version workflowId } }", json!({}))
+            .await
+            .unwrap();
+        let form_id = form.data()["form"]["id"].as_str().unwrap().to_owned();
+        let workflow_id = form.data()["form"]["workflowId"].as_str().unwrap().to_owned();
+        let mut changed = form_input("permis", &workflow_id, json!({ "category": "urbanisme" }));
+        changed["title"] = json!("Permis de construire");
+        let r = admin
+            .request("mutation($id: ID!, $input: FormInput!) { updateForm(id: $id, version: 1, input: $input) { version } }", json!({ "id": form_id, "input": changed }))
+            .await
+            .unwrap();
+        assert!(r.is_ok(), "{}", r.body);
+        let r = send(&admin, &bundle, false, false).await;
+        assert_eq!(r.data()["importBundle"]["conflicts"][0]["name"], "form:permis", "{}", r.body);
+        let title =
+            admin.request("{ form(slug: \"permis\") { title version } }", json!({})).await.unwrap();
+        assert_eq!(title.data()["form"]["title"], "Permis de construire");
+        let r = send(&admin, &bundle, true, false).await;
+        assert_eq!(r.data()["importBundle"]["updated"], json!(["form:permis"]), "{}", r.body);
+        let title =
+            admin.request("{ form(slug: \"permis\") { title version } }", json!({})).await.unwrap();
+        assert_eq!(title.data()["form"], json!({ "title": "Building permit", "version": 3 }));
+        // Not a bundle; not an administrator.
+        let r = send(&admin, b"PK\x03\x04 broken", false, false).await;
+        assert_eq!(r.error_code(), Some("BAD_USER_INPUT"), "{}", r.body);
+        let r = send(&citizen, &bundle, false, false).await;
+        assert_eq!(r.error_code(), Some("FORBIDDEN"));
+        source.stop().await;
+        target.stop().await;
     });
 }

@@ -14,8 +14,11 @@ use tokio::sync::broadcast;
 
 use super::actor::{Create, DemandActor, Get, Grant, Parts, Perform, SubmissionWrites, Timeout};
 use super::attachments::{self, Attachment, Files, Upload};
+use super::bundle::{Bundle, ImportReport};
 use super::draft::{self, Draft};
-use super::form::{Choice, Choices, Field, FieldKind, FormDef, Profile, SubmissionContext};
+use super::form::{
+    Choice, Choices, DefinitionError, Field, FieldKind, FormDef, Profile, SubmissionContext,
+};
 use super::model::{
     self, Demand, DemandError, HistoryEntry, NewDemand, Operation, SubmissionChannel,
 };
@@ -479,6 +482,162 @@ impl Demands {
             .unwrap_or_else(|p| p.into_inner())
             .insert((id, version), def.clone());
         Ok(def)
+    }
+
+    // ---- bundles ----------------------------------------------------------------------------
+
+    /// Every workflow and form as one application bundle (a zip).
+    pub async fn export_bundle(&self) -> Result<Vec<u8>, DemandError> {
+        let bundle = Bundle::of(self.workflows().await?, self.forms().await?);
+        let mut out = std::io::Cursor::new(Vec::new());
+        bundle.write(&mut out)?;
+        Ok(out.into_inner())
+    }
+
+    /// Imports a bundle: definitions are matched by slug; identical ones are left, missing ones
+    /// created, different ones reported as conflicts (or saved as a new version when
+    /// `overwrite`). Every definition is checked before anything is written; `dry_run` writes
+    /// nothing and reports what would happen.
+    pub async fn import_bundle(
+        &self,
+        zip: Vec<u8>,
+        overwrite: bool,
+        dry_run: bool,
+        by: Option<AccountId>,
+    ) -> Result<ImportReport, DemandError> {
+        let bundle = Bundle::read(std::io::Cursor::new(zip))?;
+        let mut report = ImportReport { dry_run, ..Default::default() };
+        let invalid = |what: String, e: DefinitionError| {
+            DemandError::InvalidDefinition(format!("{what}: {}", e.0))
+        };
+        // Workflows first: forms point at them. Bundle ids map to this instance's ids.
+        let mut workflow_ids: HashMap<WorkflowId, WorkflowId> = HashMap::new();
+        let mut functions: HashMap<WorkflowId, Vec<String>> = HashMap::new();
+        let mut plans: Vec<(String, Plan)> = Vec::new();
+        for w in &bundle.workflows {
+            w.check().map_err(|e| invalid(format!("workflow {:?}", w.slug), e))?;
+            let local = self.local(DefinitionKind::Workflow, &w.slug).await?;
+            let mut wanted = w.clone();
+            let name = format!("workflow:{}", w.slug);
+            // The functions forms will be checked against: those of the workflow as it will be.
+            let mut effective = wanted.functions.clone();
+            let plan = match local {
+                None => {
+                    wanted.id =
+                        self.free_id(w.id.0).await?.map_or_else(WorkflowId::new, WorkflowId);
+                    Plan::CreateWorkflow(wanted.clone())
+                }
+                Some((version, body)) => {
+                    let current: WorkflowDef = parse(&body)?;
+                    wanted.id = current.id;
+                    wanted.version = current.version;
+                    if wanted == current {
+                        Plan::Unchanged
+                    } else {
+                        if !overwrite {
+                            effective = current.functions.clone();
+                        }
+                        Plan::UpdateWorkflow(wanted.clone(), version)
+                    }
+                }
+            };
+            workflow_ids.insert(w.id, wanted.id);
+            functions.insert(wanted.id, effective);
+            plans.push((name, plan));
+        }
+        for f in &bundle.forms {
+            let mut wanted = f.clone();
+            wanted.workflow_id = match workflow_ids.get(&f.workflow_id) {
+                Some(id) => *id,
+                None => {
+                    // Not in the bundle: it must be here already.
+                    let here = self.workflow(f.workflow_id).await.map_err(|_| {
+                        DemandError::InvalidDefinition(format!(
+                            "form {:?}: its workflow is neither in the bundle nor here",
+                            f.slug
+                        ))
+                    })?;
+                    functions.insert(here.id, here.functions.clone());
+                    here.id
+                }
+            };
+            let fns = functions.get(&wanted.workflow_id).cloned().unwrap_or_default();
+            wanted.check(&fns).map_err(|e| invalid(format!("form {:?}", f.slug), e))?;
+            let name = format!("form:{}", f.slug);
+            let plan = match self.local(DefinitionKind::Form, &f.slug).await? {
+                None => {
+                    wanted.id = self.free_id(f.id.0).await?.map_or_else(FormId::new, FormId);
+                    Plan::CreateForm(wanted)
+                }
+                Some((version, body)) => {
+                    let current: FormDef = parse(&body)?;
+                    wanted.id = current.id;
+                    wanted.version = current.version;
+                    if wanted == current {
+                        Plan::Unchanged
+                    } else {
+                        Plan::UpdateForm(wanted, version)
+                    }
+                }
+            };
+            plans.push((name, plan));
+        }
+        for (name, plan) in plans {
+            match plan {
+                Plan::Unchanged => report.unchanged.push(name),
+                Plan::UpdateWorkflow(..) | Plan::UpdateForm(..) if !overwrite => {
+                    report.conflicts.push((
+                        name,
+                        "exists here with other content (import with overwrite to replace it)"
+                            .into(),
+                    ))
+                }
+                Plan::CreateWorkflow(w) => {
+                    if !dry_run {
+                        self.save_workflow(w, None, by).await?;
+                    }
+                    report.created.push(name);
+                }
+                Plan::CreateForm(f) => {
+                    if !dry_run {
+                        self.save_form(f, None, by).await?;
+                    }
+                    report.created.push(name);
+                }
+                Plan::UpdateWorkflow(w, version) => {
+                    if !dry_run {
+                        self.save_workflow(w, Some(version), by).await?;
+                    }
+                    report.updated.push(name);
+                }
+                Plan::UpdateForm(f, version) => {
+                    if !dry_run {
+                        self.save_form(f, Some(version), by).await?;
+                    }
+                    report.updated.push(name);
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    async fn local(
+        &self,
+        kind: DefinitionKind,
+        slug: &str,
+    ) -> Result<Option<(u32, String)>, DemandError> {
+        let Some(id) =
+            self.inner.store.definition_id_by_slug(kind, slug).await.map_err(store_error)?
+        else {
+            return Ok(None);
+        };
+        self.inner.store.definition(&id).await.map_err(store_error)
+    }
+
+    /// `id` when no definition here uses it (keeping the bundle's ids keeps re-imports stable).
+    async fn free_id(&self, id: uuid::Uuid) -> Result<Option<uuid::Uuid>, DemandError> {
+        let taken = self.inner.store.definition(&id.to_string()).await.map_err(store_error)?;
+        Ok(taken.is_none().then_some(id))
     }
 
     // ---- submission -------------------------------------------------------------------------
@@ -983,6 +1142,15 @@ impl Demands {
     pub fn subscribe(&self, id: DemandId) -> broadcast::Receiver<DemandChanged> {
         self.inner.live.subscribe_demand(id)
     }
+}
+
+/// What an import does with one definition.
+enum Plan {
+    Unchanged,
+    CreateWorkflow(WorkflowDef),
+    UpdateWorkflow(WorkflowDef, u32),
+    CreateForm(FormDef),
+    UpdateForm(FormDef, u32),
 }
 
 /// The account acting, with its roles, as the workflow engine needs it.

@@ -4,6 +4,7 @@
 //! - `form`: form definitions and the validation of answers.
 //! - `workflow`: workflow definitions.
 //! - `attachments`: uploaded files, their checks, and zips of a demand's files.
+//! - `bundle`: application bundles (workflows and forms as a zip of JSON), export and import.
 //! - `draft`: drafts, autosaved answers before submission.
 //! - `model`: a demand and the workflow engine that moves it (pure).
 //! - `actor`: `DemandActor`, owner of one live demand.
@@ -15,6 +16,7 @@
 
 mod actor;
 pub mod attachments;
+pub mod bundle;
 pub mod draft;
 pub mod form;
 mod handle;
