@@ -368,6 +368,9 @@ pub enum ItemType {
     SetFields,
     /// Writes a message into the history (`template`).
     HistoryMessage,
+    /// Creates a demand of another form (`form`), its fields from templates (`values`), in the
+    /// same transaction.
+    CreateDemand,
 }
 
 /// A field value set by a workflow.
@@ -417,6 +420,8 @@ pub struct ItemInput {
     pub values: Option<Vec<AssignmentInput>>,
     /// HISTORY_MESSAGE: the template.
     pub template: Option<String>,
+    /// CREATE_DEMAND: the form's slug.
+    pub form: Option<String>,
 }
 
 fn who_of(by: Option<Vec<WhoInput>>) -> Vec<Who> {
@@ -469,6 +474,16 @@ fn item_of(i: ItemInput) -> async_graphql::Result<ActionItem> {
         ItemType::Dispatch => ItemKind::Dispatch {
             function: need(i.function.clone(), "function")?,
             role: need(i.role.clone(), "role")?,
+        },
+        ItemType::CreateDemand => ItemKind::CreateDemand {
+            form: need(i.form.clone(), "form")?,
+            values: i
+                .values
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|a| Assignment { field: a.field, template: a.template })
+                .collect(),
         },
         ItemType::SetFields => ItemKind::SetFields {
             values: i
@@ -940,7 +955,8 @@ pub struct HistoryItem {
     /// Status after it.
     pub status: String,
     /// `submitted`, `status_changed`, `comment`, `message`, `notified`, `dispatched`,
-    /// `fields_set`, `access_granted`, `error`.
+    /// `fields_set`, `access_granted`, `demand_created` (text: form and id), `created_from`
+    /// (text: the parent's id), `error`.
     pub kind: String,
     /// Human text: the comment, the message, `new → in-progress (Take)`...
     pub text: String,
@@ -964,6 +980,8 @@ fn history_item(h: &HistoryEntry) -> HistoryItem {
         }
         HistoryKind::FieldsSet { fields } => ("fields_set", fields.join(", ")),
         HistoryKind::AccessGranted => ("access_granted", "access given by tracking code".into()),
+        HistoryKind::DemandCreated { id, form } => ("demand_created", format!("{form} {id}")),
+        HistoryKind::CreatedFrom { parent } => ("created_from", parent.to_string()),
         HistoryKind::Error { message } => ("error", message.clone()),
     };
     HistoryItem {

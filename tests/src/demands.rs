@@ -1073,3 +1073,138 @@ fn an_application_bundle_moves_definitions_between_instances_idempotently() {
         target.stop().await;
     });
 }
+
+#[test]
+fn a_workflow_creates_demands_of_other_forms_and_never_in_a_loop() {
+    run(async {
+        let server = TestServer::start().await;
+        let admin = server.admin().await;
+        let urbanisme = account(&admin, &server, "u@mairie.test", &["urbanisme"]).await;
+        // The file opened from a permit demand: its own form and workflow.
+        let file_workflow = json!({ "slug": "dossier", "name": "Dossier", "functions": ["receiver"],
+            "statuses": [{ "id": "open", "name": "Open", "items": [
+                { "id": "hello", "type": "HISTORY_MESSAGE", "template": "opened for {{ form_var_address }}" } ] }] });
+        let r = admin
+            .request(CREATE_WORKFLOW, json!({ "input": file_workflow.clone() }))
+            .await
+            .unwrap();
+        let file_wf = r.data()["createWorkflow"]["id"].as_str().unwrap().to_owned();
+        let file_form = json!({ "slug": "dossier", "title": "Dossier", "workflowId": file_wf,
+            "functionRoles": [{ "function": "receiver", "role": "urbanisme" }],
+            "fields": [
+                { "id": "address", "label": "Address", "type": "STRING", "required": "REQUIRED" },
+                { "id": "kind", "label": "Kind", "type": "ITEM", "choices": [{ "id": "house", "text": "House" }, { "id": "shed", "text": "Shed" }] },
+                { "id": "urgent", "label": "Urgent", "type": "BOOL" }
+            ] });
+        let r = admin.request(CREATE_FORM, json!({ "input": file_form })).await.unwrap();
+        assert!(r.is_ok(), "{}", r.body);
+        // The permit workflow opens a file when accepted.
+        let mut permit = workflow_input("permis", 3600);
+        permit["statuses"][2]["items"].as_array_mut().unwrap().push(json!({
+            "id": "open-file", "type": "CREATE_DEMAND", "form": "dossier",
+            "values": [{ "field": "address", "template": "{{ form_var_address }}" },
+                       { "field": "kind", "template": "{{ form_var_kind_raw }}" },
+                       { "field": "urgent", "template": "{% if form_var_urgent %}true{% endif %}" }] }));
+        let r = admin.request(CREATE_WORKFLOW, json!({ "input": permit })).await.unwrap();
+        assert!(r.is_ok(), "{}", r.body);
+        let permit_wf = r.data()["createWorkflow"]["id"].as_str().unwrap().to_owned();
+        let r = admin
+            .request(CREATE_FORM, json!({ "input": form_input("permis", &permit_wf, json!({})) }))
+            .await
+            .unwrap();
+        assert!(r.is_ok(), "{}", r.body);
+
+        // A file workflow that would create permits again is refused, and nothing changes.
+        let mut looping = file_workflow.clone();
+        looping["statuses"][0]["items"].as_array_mut().unwrap().push(json!({
+            "id": "again", "type": "CREATE_DEMAND", "form": "permis", "values": [] }));
+        let r = admin
+            .request("mutation($id: ID!, $input: WorkflowInput!) { updateWorkflow(id: $id, version: 1, input: $input) { version } }", json!({ "id": file_wf, "input": looping }))
+            .await
+            .unwrap();
+        assert_eq!(r.error_code(), Some("BAD_USER_INPUT"), "{}", r.body);
+        assert!(r.body.to_string().contains("cyclic"), "{}", r.body);
+
+        let (citizen, citizen_id) = server
+            .client()
+            .register("c@citoyens.test", PASSWORD, "Camille", "Martin")
+            .await
+            .unwrap();
+        let mut answers = valid_answers();
+        answers["urgent"] = json!(true);
+        let r = submit(&citizen, "permis", answers).await;
+        let demand = r.data()["submitDemand"]["demand"]["id"].as_str().unwrap().to_owned();
+        let r = urbanisme
+            .request(PERFORM, json!({ "demand": demand, "action": "accept" }))
+            .await
+            .unwrap();
+        assert!(r.is_ok(), "{}", r.body);
+        let r = urbanisme.request(DEMAND, json!({ "id": demand })).await.unwrap();
+        let created = r.data()["demand"]["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["kind"] == "demand_created")
+            .cloned()
+            .unwrap();
+        let child = created["text"].as_str().unwrap().split(' ').nth(1).unwrap().to_owned();
+        let r = citizen
+            .request(
+                "query($id: ID!) { demand(id: $id) { formSlug data history { kind text } } }",
+                json!({ "id": child }),
+            )
+            .await
+            .unwrap();
+        assert!(r.is_ok(), "the citizen owns the new demand too: {}", r.body);
+        let d = &r.data()["demand"];
+        assert_eq!(d["formSlug"], "dossier");
+        assert_eq!(d["data"]["address"], "3 rue des Lilas");
+        assert_eq!(d["data"]["kind"], json!({ "id": "house", "text": "House" }));
+        assert_eq!(d["data"]["urgent"], true);
+        let texts: Vec<&str> =
+            d["history"].as_array().unwrap().iter().map(|h| h["text"].as_str().unwrap()).collect();
+        assert!(
+            texts.contains(&demand.as_str()) && texts.contains(&"opened for 3 rue des Lilas"),
+            "{texts:?}"
+        );
+        let mine = citizen.request("{ myDemands { formSlug } }", json!({})).await.unwrap();
+        assert_eq!(mine.data()["myDemands"].as_array().unwrap().len(), 2);
+        let _ = citizen_id;
+
+        // A mapping the new form refuses fails the button, and nothing is written.
+        let mut answers = valid_answers();
+        answers["address"] = json!("   ");
+        answers.as_object_mut().unwrap().remove("address");
+        let r = admin.request("mutation($id: ID!, $v: Int!, $input: FormInput!) { updateForm(id: $id, version: $v, input: $input) { version } }", json!({
+            "id": r_form_id(&admin, "permis").await, "v": 1,
+            "input": form_input("permis", &permit_wf, json!({ "fields": [
+                { "id": "address", "label": "Address", "type": "STRING" },
+                { "id": "zip", "label": "Zip", "type": "STRING" } ] })) })).await.unwrap();
+        assert!(r.is_ok(), "{}", r.body);
+        let r = submit(&citizen, "permis", json!({ "zip": "44000" })).await;
+        let second = r.data()["submitDemand"]["demand"]["id"].as_str().unwrap().to_owned();
+        let r = urbanisme
+            .request(PERFORM, json!({ "demand": second, "action": "take" }))
+            .await
+            .unwrap();
+        assert!(r.is_ok(), "{}", r.body);
+        let r = urbanisme
+            .request(PERFORM, json!({ "demand": second, "action": "accept" }))
+            .await
+            .unwrap();
+        assert_eq!(r.error_code(), Some("BAD_USER_INPUT"), "{}", r.body);
+        assert!(r.body.to_string().contains("address: required"), "{}", r.body);
+        assert_eq!(status(&urbanisme, &second).await, "in-progress", "the button changed nothing");
+        let mine = citizen.request("{ myDemands { formSlug } }", json!({})).await.unwrap();
+        assert_eq!(mine.data()["myDemands"].as_array().unwrap().len(), 3, "no file was created");
+        server.stop().await;
+    });
+}
+
+async fn r_form_id(admin: &GraphqlClient, slug: &str) -> String {
+    let r = admin
+        .request("query($s: String!) { form(slug: $s) { id } }", json!({ "s": slug }))
+        .await
+        .unwrap();
+    r.data()["form"]["id"].as_str().unwrap().to_owned()
+}

@@ -12,7 +12,7 @@ use actix::prelude::*;
 use jiff::Timestamp;
 
 use super::form::FormDef;
-use super::handle::{DemandView, Registry};
+use super::handle::{DemandView, Demands, Registry};
 use super::model::{self, Actor as Acting, Demand, DemandError, Operation, Step};
 use super::workflow::WorkflowDef;
 use crate::ids::{AccountId, DraftId, MailId};
@@ -33,6 +33,7 @@ pub(super) struct DemandActor {
     registry: Registry,
     last_used: Instant,
     idle_after: Duration,
+    demands: Demands,
 }
 
 /// Everything an actor is started with.
@@ -46,6 +47,8 @@ pub(super) struct Parts {
     pub(super) metrics: Arc<ActorMetrics>,
     pub(super) registry: Registry,
     pub(super) idle_after: Duration,
+    /// To create the demands a step creates.
+    pub(super) demands: Demands,
 }
 
 impl DemandActor {
@@ -61,6 +64,7 @@ impl DemandActor {
             registry: p.registry,
             last_used: Instant::now(),
             idle_after: p.idle_after,
+            demands: p.demands,
         }
     }
 
@@ -76,51 +80,56 @@ impl DemandActor {
     fn commit(
         &mut self,
         step: Step,
-        submission: Option<SubmissionWrites>,
+        mut submission: Option<SubmissionWrites>,
     ) -> ResponseActFuture<Self, Result<DemandView, DemandError>> {
         let store = self.store.clone();
+        let demands = self.demands.clone();
         let write = async move {
             let now = Timestamp::now();
-            let mails = resolve_notifications(&store, &step, now).await?;
-            let jobs = step
-                .timers
-                .iter()
-                .map(|t| ScheduledJob {
-                    kind: JobKind::DemandTimeout {
-                        demand: step.demand.id,
-                        item: t.item_id.clone(),
-                        arrival: t.arrival,
-                    },
-                    due_at: t.due_at,
-                })
-                .collect();
-            let (tracking_hash, submitted_draft, claimed_uploads) = submission
-                .map_or((None, None, Vec::new()), |s| (Some(s.tracking_hash), s.draft, s.uploads));
-            let writes =
-                StepWrites { mails, jobs, tracking_hash, submitted_draft, claimed_uploads };
-            store.write_demand_step(&step, &writes).await?;
-            Ok::<_, StoreError>((step, !writes.mails.is_empty()))
+            // The demands this step creates are checked first: all are written, or none.
+            let children = demands.children_of(&step, now).await.map_err(Failure::Refused)?;
+            let mut all = Vec::with_capacity(1 + children.len());
+            for (i, s) in std::iter::once(&step).chain(children.iter()).enumerate() {
+                let mut writes = writes_of(&store, s, now).await?;
+                if i == 0
+                    && let Some(sub) = submission.take()
+                {
+                    writes.tracking_hash = Some(sub.tracking_hash);
+                    writes.submitted_draft = sub.draft;
+                    writes.claimed_uploads = sub.uploads;
+                }
+                all.push(writes);
+            }
+            let pairs: Vec<(&Step, &StepWrites)> =
+                std::iter::once(&step).chain(children.iter()).zip(all.iter()).collect();
+            store.write_demand_steps(&pairs).await?;
+            let mailed = all.iter().any(|w| !w.mails.is_empty());
+            Ok::<_, Failure>((step, children, mailed))
         };
         Box::pin(write.into_actor(self).map(|result, act, ctx| {
             match result {
-                Ok((step, mailed)) => {
+                Ok((step, children, mailed)) => {
                     act.demand = step.demand.clone();
                     if mailed {
                         act.mail.wake();
                     }
-                    act.live.publish_demand(DemandChanged {
-                        demand: Arc::new(step.demand),
-                        history: Arc::new(step.history),
-                    });
+                    for s in std::iter::once(step).chain(children) {
+                        act.live.publish_demand(DemandChanged {
+                            demand: Arc::new(s.demand),
+                            history: Arc::new(s.history),
+                        });
+                    }
                     Ok(act.view())
                 }
-                Err(StoreError::Conflict(reason)) if reason.contains("upload") => {
+                // A demand it creates is refused: nothing was written.
+                Err(Failure::Refused(e)) => Err(e),
+                Err(Failure::Store(StoreError::Conflict(reason))) if reason.contains("upload") => {
                     ctx.stop();
                     Err(DemandError::Conflict(
                         "a file was attached to another demand meanwhile: upload it again".into(),
                     ))
                 }
-                Err(StoreError::Conflict(reason)) => {
+                Err(Failure::Store(StoreError::Conflict(reason))) => {
                     // Another process moved it: take the store's state before anything else.
                     tracing::info!(demand = %act.demand.id, %reason, "demand changed elsewhere");
                     ctx.stop();
@@ -128,11 +137,11 @@ impl DemandActor {
                         "the demand changed meanwhile; look at it again and retry".into(),
                     ))
                 }
-                Err(StoreError::Duplicate(_)) => {
+                Err(Failure::Store(StoreError::Duplicate(_))) => {
                     ctx.stop();
                     Err(DemandError::Conflict("this demand exists already".into()))
                 }
-                Err(e) => {
+                Err(Failure::Store(e)) => {
                     tracing::error!(demand = %act.demand.id, error = %e, "demand step not stored");
                     // The outcome is unknown: the next use reloads from the store.
                     ctx.stop();
@@ -143,6 +152,38 @@ impl DemandActor {
             }
         }))
     }
+}
+
+/// Why a step was not written.
+enum Failure {
+    /// A demand it creates is refused.
+    Refused(DemandError),
+    /// The store failed or refused.
+    Store(StoreError),
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        Failure::Store(e)
+    }
+}
+
+/// The mails and jobs of a step.
+async fn writes_of(store: &Store, step: &Step, now: Timestamp) -> Result<StepWrites, StoreError> {
+    let mails = resolve_notifications(store, step, now).await?;
+    let jobs = step
+        .timers
+        .iter()
+        .map(|t| ScheduledJob {
+            kind: JobKind::DemandTimeout {
+                demand: step.demand.id,
+                item: t.item_id.clone(),
+                arrival: t.arrival,
+            },
+            due_at: t.due_at,
+        })
+        .collect();
+    Ok(StepWrites { mails, jobs, ..StepWrites::default() })
 }
 
 /// Turns the notifications of a step into mails: roles become their agents' accounts.

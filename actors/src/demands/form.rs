@@ -762,6 +762,11 @@ fn check_value(
             Value::String(d.to_string())
         }
         FieldKind::Bool => match v {
+            // Values mapped by a workflow arrive as text.
+            Value::String(s) if s.trim().eq_ignore_ascii_case("true") => Value::Bool(true),
+            Value::String(s) if s.trim().eq_ignore_ascii_case("false") => {
+                return check_value(field, kind, Value::Bool(false), ctx);
+            }
             Value::Bool(true) => Value::Bool(true),
             Value::Bool(false) if field.required == Required::Optional => Value::Bool(false),
             Value::Bool(false) => return Err("must be ticked".into()),

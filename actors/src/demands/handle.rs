@@ -34,6 +34,8 @@ use crate::metrics::ActorMetrics;
 use crate::runtime::ActorRuntime;
 use crate::store::{DefinitionKind, Store, StoreError, StoredVersion};
 
+/// Deepest chain of demands creating demands in one step.
+pub const MAX_CREATION_DEPTH: usize = 5;
 /// How long a demand's actor lives without messages.
 pub const DEFAULT_IDLE: Duration = Duration::from_secs(300);
 /// Days of an agenda offered as choices to a form.
@@ -318,6 +320,7 @@ impl Demands {
         by: Option<AccountId>,
     ) -> Result<WorkflowDef, DemandError> {
         def.check().map_err(|e| DemandError::InvalidDefinition(e.0))?;
+        self.check_creation_cycles(Some(&def), None).await?;
         def.version = expected.map_or(1, |v| v + 1);
         let body = serde_json::to_string(&def).map_err(|e| DemandError::Invalid(e.to_string()))?;
         let id = def.id.to_string();
@@ -338,6 +341,7 @@ impl Demands {
     ) -> Result<FormDef, DemandError> {
         let workflow = self.workflow(def.workflow_id).await?;
         def.check(&workflow.functions).map_err(|e| DemandError::InvalidDefinition(e.0))?;
+        self.check_creation_cycles(None, Some(&def)).await?;
         def.version = expected.map_or(1, |v| v + 1);
         let body = serde_json::to_string(&def).map_err(|e| DemandError::Invalid(e.to_string()))?;
         let id = def.id.to_string();
@@ -719,6 +723,7 @@ impl Demands {
             user_label,
             entered_by,
             channel: sub.channel,
+            parent: None,
         };
         let step = model::submit(&form, &workflow, new, Timestamp::now())?;
         let code = tracking::new_code()
@@ -736,6 +741,104 @@ impl Demands {
         let view = addr.send(Create { step, writes }).await.map_err(unavailable)??;
         tracing::info!(demand = %id, form = %sub.form_slug, channel = sub.channel.as_str(), "demand submitted");
         Ok((view, code))
+    }
+
+    /// The demands `parent` creates, checked and started in their own workflows (which may
+    /// create more, down to [`MAX_CREATION_DEPTH`]): written with the parent or not at all.
+    pub(super) async fn children_of(
+        &self,
+        parent: &model::Step,
+        now: Timestamp,
+    ) -> Result<Vec<model::Step>, DemandError> {
+        let mut out = Vec::new();
+        let mut queue: Vec<(model::Step, usize)> = vec![(parent.clone(), 0)];
+        while let Some((step, depth)) = queue.pop() {
+            for child in &step.children {
+                if depth >= MAX_CREATION_DEPTH {
+                    return Err(DemandError::Invalid(format!(
+                        "demands creating demands {MAX_CREATION_DEPTH} deep: the workflows loop"
+                    )));
+                }
+                let gone = |_| {
+                    DemandError::Invalid(format!(
+                        "the form {:?} to create a demand of does not exist",
+                        child.form
+                    ))
+                };
+                let form = self.form_by_slug(&child.form).await.map_err(gone)?;
+                let workflow = self.workflow(form.workflow_id).await?;
+                let ctx = SubmissionContext { back_office: true, ..Default::default() };
+                let data = super::form::validate(&form.fields, &child.data, &ctx, &Map::new())
+                    .map_err(|e| {
+                        DemandError::Invalid(format!("the new {:?} demand: {e}", form.slug))
+                    })?;
+                let new = NewDemand {
+                    id: child.id,
+                    data,
+                    submitter: step.demand.submitter,
+                    user_label: step.demand.user_label.clone(),
+                    entered_by: None,
+                    channel: step.demand.channel,
+                    parent: Some(step.demand.id),
+                };
+                let created = model::submit(&form, &workflow, new, now)?;
+                self.cache_form(form);
+                self.cache_workflow(workflow);
+                queue.push((created.clone(), depth + 1));
+                out.push(created);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Refuses a set of definitions in which demands would create demands in a loop
+    /// (workflow A creates a demand of a form whose workflow creates one of A's forms...).
+    async fn check_creation_cycles(
+        &self,
+        workflow: Option<&WorkflowDef>,
+        form: Option<&FormDef>,
+    ) -> Result<(), DemandError> {
+        let mut workflows: HashMap<WorkflowId, WorkflowDef> =
+            self.workflows().await?.into_iter().map(|w| (w.id, w)).collect();
+        if let Some(w) = workflow {
+            workflows.insert(w.id, w.clone());
+        }
+        let mut form_workflow: HashMap<String, WorkflowId> =
+            self.forms().await?.into_iter().map(|f| (f.slug, f.workflow_id)).collect();
+        if let Some(f) = form {
+            form_workflow.insert(f.slug.clone(), f.workflow_id);
+        }
+        // Edges: workflow → workflows of the forms it creates.
+        let edges = |w: &WorkflowId| -> Vec<(String, WorkflowId)> {
+            workflows.get(w).map_or_else(Vec::new, |def| {
+                def.created_forms()
+                    .into_iter()
+                    .filter_map(|slug| form_workflow.get(slug).map(|t| (slug.to_owned(), *t)))
+                    .collect()
+            })
+        };
+        for start in workflows.keys() {
+            // Depth-first, with the path for the message.
+            let mut stack: Vec<(WorkflowId, Vec<String>)> = vec![(*start, Vec::new())];
+            let mut seen = std::collections::HashSet::new();
+            while let Some((at, path)) = stack.pop() {
+                for (slug, next) in edges(&at) {
+                    let mut path = path.clone();
+                    path.push(slug);
+                    if next == *start {
+                        let name = workflows.get(start).map_or("?", |w| w.slug.as_str());
+                        return Err(DemandError::InvalidDefinition(format!(
+                            "a cyclic \"create a demand\" chain: workflow {name:?} creates {}, which comes back to it",
+                            path.join(" → ")
+                        )));
+                    }
+                    if seen.insert(next) {
+                        stack.push((next, path));
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     fn cache_form(&self, form: Arc<FormDef>) -> Arc<FormDef> {
@@ -1016,6 +1119,7 @@ impl Demands {
             metrics: self.inner.metrics.clone(),
             registry: self.inner.registry.clone(),
             idle_after: self.inner.idle_after,
+            demands: self.clone(),
         };
         let addr = self.inner.runtime.spawn(move |_| DemandActor::new(parts));
         self.inner.registry.insert(id, addr)

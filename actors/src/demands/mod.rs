@@ -29,7 +29,8 @@ pub mod workflow;
 mod tests;
 
 pub use handle::{
-    DEFAULT_IDLE, Definition, DemandView, Demands, OfferedAction, OfferedKind, Submission, acting,
+    DEFAULT_IDLE, Definition, DemandView, Demands, MAX_CREATION_DEPTH, OfferedAction, OfferedKind,
+    Submission, acting,
 };
 
 /// Settings of demands.

@@ -165,6 +165,18 @@ pub enum HistoryKind {
     },
     /// An agent was given access through the tracking code.
     AccessGranted,
+    /// A demand of another form was created from this one.
+    DemandCreated {
+        /// The new demand.
+        id: DemandId,
+        /// Its form.
+        form: String,
+    },
+    /// This demand was created by another one's workflow.
+    CreatedFrom {
+        /// The demand that created it.
+        parent: DemandId,
+    },
     /// A workflow step failed (a template that errs at runtime); the demand stays where it is.
     Error {
         /// What failed.
@@ -200,6 +212,18 @@ pub struct TimedJump {
     pub due_at: Timestamp,
 }
 
+/// A demand a step creates (its answers are checked, and its workflow started, by the actor
+/// before the step is written).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChildDemand {
+    /// Its id, already in the parent's history.
+    pub id: DemandId,
+    /// Its form's slug.
+    pub form: String,
+    /// Its answers, mapped from the parent.
+    pub data: Map<String, Value>,
+}
+
 /// What one step did.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Step {
@@ -211,6 +235,8 @@ pub struct Step {
     pub notifications: Vec<NotifyIntent>,
     /// Timed jumps to schedule.
     pub timers: Vec<TimedJump>,
+    /// Demands to create with it.
+    pub children: Vec<ChildDemand>,
 }
 
 /// Errors of demands.
@@ -369,6 +395,8 @@ pub struct NewDemand {
     pub entered_by: Option<AccountId>,
     /// Channel.
     pub channel: SubmissionChannel,
+    /// The demand whose workflow creates this one.
+    pub parent: Option<DemandId>,
 }
 
 /// Submits a demand: it enters the workflow's first status, whose automatic items run.
@@ -408,6 +436,9 @@ pub fn submit(
     let mut run = Run::new(form, workflow, demand, now, new.entered_by.or(new.submitter));
     run.demand.digest = run.demand.render_digest(form, workflow);
     run.record(HistoryKind::Submitted { channel: new.channel });
+    if let Some(parent) = new.parent {
+        run.record(HistoryKind::CreatedFrom { parent });
+    }
     let first = initial.id.clone();
     run.arrive(&first, 0)?;
     Ok(run.finish())
@@ -579,6 +610,7 @@ struct Run<'a> {
     history: Vec<HistoryEntry>,
     notifications: Vec<NotifyIntent>,
     timers: Vec<TimedJump>,
+    children: Vec<ChildDemand>,
 }
 
 /// Whether the items of a status went on to the end or jumped away.
@@ -604,6 +636,7 @@ impl<'a> Run<'a> {
             history: Vec::new(),
             notifications: Vec::new(),
             timers: Vec::new(),
+            children: Vec::new(),
         }
     }
 
@@ -722,6 +755,23 @@ impl<'a> Run<'a> {
                     Ok(text) => self.record(HistoryKind::Message { text }),
                     Err(e) => self.record(HistoryKind::Error { message: format!("message: {e}") }),
                 },
+                ItemKind::CreateDemand { form, values } => {
+                    let mut data = Map::new();
+                    for a in values {
+                        match template::render(&a.template, &ctx) {
+                            Ok(v) if v.trim().is_empty() => {}
+                            Ok(v) => {
+                                data.insert(a.field.clone(), Value::String(v));
+                            }
+                            Err(e) => self.record(HistoryKind::Error {
+                                message: format!("new {form} demand, field {:?}: {e}", a.field),
+                            }),
+                        }
+                    }
+                    let id = DemandId::new();
+                    self.children.push(ChildDemand { id, form: form.clone(), data });
+                    self.record(HistoryKind::DemandCreated { id, form: form.clone() });
+                }
                 ItemKind::Button { .. } | ItemKind::Comment { .. } => {}
             }
         }
@@ -773,6 +823,7 @@ impl<'a> Run<'a> {
             history: self.history,
             notifications: self.notifications,
             timers: self.timers,
+            children: self.children,
         }
     }
 }

@@ -146,6 +146,14 @@ pub enum ItemKind {
         /// The message.
         template: String,
     },
+    /// Creates a demand of another form from this one, its fields mapped from templates; it
+    /// is for the same person and written in the same transaction.
+    CreateDemand {
+        /// The form's slug.
+        form: String,
+        /// Field of the new demand → template over this one.
+        values: Vec<Assignment>,
+    },
 }
 
 impl ItemKind {
@@ -208,6 +216,19 @@ pub struct GlobalAction {
 }
 
 impl WorkflowDef {
+    /// The forms this workflow creates demands of.
+    pub fn created_forms(&self) -> BTreeSet<&str> {
+        self.statuses
+            .iter()
+            .flat_map(|s| s.items.iter())
+            .chain(self.global_actions.iter().flat_map(|g| g.items.iter()))
+            .filter_map(|i| match &i.kind {
+                ItemKind::CreateDemand { form, .. } => Some(form.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// One status.
     pub fn status(&self, id: &str) -> Option<&StatusDef> {
         self.statuses.iter().find(|s| s.id == id)
@@ -372,6 +393,15 @@ impl WorkflowDef {
             }
             ItemKind::HistoryMessage { template: t } => {
                 template::check_template(t).map_err(|e| err(format!("message: {e}")))?;
+            }
+            ItemKind::CreateDemand { form, values } => {
+                if !is_slug(form) {
+                    return Err(err(format!("{form:?} is not a form slug")));
+                }
+                for a in values {
+                    template::check_template(&a.template)
+                        .map_err(|e| err(format!("field {:?}: {e}", a.field)))?;
+                }
             }
         }
         Ok(())

@@ -308,64 +308,77 @@ impl Store {
         step: &Step,
         writes: &StepWrites,
     ) -> Result<(), StoreError> {
-        let d = &step.demand;
+        self.write_demand_steps(&[(step, writes)]).await
+    }
+
+    /// Writes several demand steps in one transaction (a step and the demands it created):
+    /// all of them or none.
+    pub async fn write_demand_steps(
+        &self,
+        steps: &[(&Step, &StepWrites)],
+    ) -> Result<(), StoreError> {
         let now = Timestamp::now();
-        let history: Vec<Value> = step
-            .history
-            .iter()
-            .map(|h| {
-                Ok(serde_json::json!({
-                    "key": history_key(d.id, h.seq),
-                    "demand": d.id.to_string(),
-                    "seq": h.seq,
-                    "entry": encode(h)?,
-                }))
-            })
-            .collect::<Result<_, StoreError>>()?;
-        let mails: Vec<Value> = writes
-            .mails
-            .iter()
-            .map(|m| json(&OutboxRecord::queued(m, now)))
-            .collect::<Result<_, _>>()?;
-        let jobs: Vec<Value> = writes.jobs.iter().map(|j| super::jobs::job_row(j, now)).collect();
-        let record = serde_json::json!({
-            "form": d.form_id.to_string(),
-            "status": d.status,
-            "submitter": d.submitter.map(|a| a.to_string()),
-            "version": d.version,
-            "created_us": to_micros(d.created_at),
-            "updated_us": to_micros(d.updated_at),
-            "state": encode(d)?,
-        });
-        let mut query = String::from("BEGIN TRANSACTION;\n");
-        if d.version == 1 {
-            query.push_str("CREATE type::record('demand', $id) CONTENT $record RETURN NONE;\n");
-        } else {
-            query.push_str(
-                "LET $r = (UPDATE type::record('demand', $id) CONTENT $record WHERE version = $expected RETURN VALUE version);
-                 IF array::len($r) == 0 { THROW 'stale demand ' + $id };\n",
-            );
+        let mut rows = Vec::with_capacity(steps.len());
+        let mut mails = Vec::new();
+        let mut jobs = Vec::new();
+        for (step, writes) in steps {
+            let d = &step.demand;
+            let history: Vec<Value> = step
+                .history
+                .iter()
+                .map(|h| {
+                    Ok(serde_json::json!({
+                        "key": history_key(d.id, h.seq),
+                        "demand": d.id.to_string(),
+                        "seq": h.seq,
+                        "entry": encode(h)?,
+                    }))
+                })
+                .collect::<Result<_, StoreError>>()?;
+            for m in &writes.mails {
+                mails.push(json(&OutboxRecord::queued(m, now))?);
+            }
+            jobs.extend(writes.jobs.iter().map(|j| super::jobs::job_row(j, now)));
+            rows.push(serde_json::json!({
+                "id": d.id.to_string(),
+                "create": d.version == 1,
+                "expected": d.version - 1,
+                "record": {
+                    "form": d.form_id.to_string(),
+                    "status": d.status,
+                    "submitter": d.submitter.map(|a| a.to_string()),
+                    "version": d.version,
+                    "created_us": to_micros(d.created_at),
+                    "updated_us": to_micros(d.updated_at),
+                    "state": encode(d)?,
+                },
+                "history": history,
+                "tracking": writes.tracking_hash,
+                "draft": writes.submitted_draft.map(|d| d.to_string()),
+                "uploads": writes.claimed_uploads,
+            }));
         }
-        query.push_str(
-            "FOR $h IN $history { CREATE type::record('demand_history', $h.key) CONTENT { demand: $h.demand, seq: $h.seq, entry: $h.entry } RETURN NONE; };\n",
-        );
-        if writes.tracking_hash.is_some() {
-            query.push_str(
-                "CREATE type::record('tracking_code', $tracking) SET demand = $id RETURN NONE;\n",
-            );
-        }
-        if !writes.claimed_uploads.is_empty() {
-            // One upload, one demand: claiming an upload already claimed fails the submission.
-            query.push_str(
-                "FOR $u IN $uploads {
-                    LET $c = (UPDATE type::record('upload', $u) SET demand = $id WHERE demand = NONE OR demand = NULL RETURN VALUE id);
+        // One upload, one demand: claiming an upload already claimed fails the whole write.
+        let mut query = String::from(
+            "BEGIN TRANSACTION;
+             FOR $s IN $steps {
+                IF $s.create {
+                    CREATE type::record('demand', $s.id) CONTENT $s.record RETURN NONE;
+                } ELSE {
+                    LET $r = (UPDATE type::record('demand', $s.id) CONTENT $s.record WHERE version = $s.expected RETURN VALUE version);
+                    IF array::len($r) == 0 { THROW 'stale demand ' + $s.id };
+                };
+                FOR $h IN $s.history {
+                    CREATE type::record('demand_history', $h.key) CONTENT { demand: $h.demand, seq: $h.seq, entry: $h.entry } RETURN NONE;
+                };
+                IF $s.tracking { CREATE type::record('tracking_code', $s.tracking) SET demand = $s.id RETURN NONE; };
+                FOR $u IN $s.uploads {
+                    LET $c = (UPDATE type::record('upload', $u) SET demand = $s.id WHERE demand = NONE OR demand = NULL RETURN VALUE id);
                     IF array::len($c) == 0 { THROW 'stale upload ' + $u + ': attached already' };
-                 };\n",
-            );
-        }
-        if writes.submitted_draft.is_some() {
-            query.push_str("DELETE type::record('draft', $draft) RETURN NONE;\n");
-        }
+                };
+                IF $s.draft { DELETE type::record('draft', $s.draft) RETURN NONE; };
+             };\n",
+        );
         if !mails.is_empty() {
             query.push_str("INSERT INTO outbox $mails RETURN NONE;\n");
         }
@@ -377,13 +390,7 @@ impl Store {
         self.write(
             &query,
             vec![
-                ("id", d.id.to_string().into()),
-                ("expected", (d.version - 1).into()),
-                ("record", record),
-                ("history", Value::Array(history)),
-                ("tracking", writes.tracking_hash.clone().unwrap_or_default().into()),
-                ("draft", writes.submitted_draft.map(|d| d.to_string()).unwrap_or_default().into()),
-                ("uploads", json(&writes.claimed_uploads)?),
+                ("steps", Value::Array(rows)),
                 ("mails", Value::Array(mails)),
                 ("jobs", Value::Array(jobs)),
             ],

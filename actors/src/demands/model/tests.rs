@@ -152,6 +152,7 @@ fn submitted(urgent: bool) -> (FormDef, WorkflowDef, Step, AccountId) {
         user_label: "Camille Martin".into(),
         entered_by: None,
         channel: SubmissionChannel::Web,
+        parent: None,
     };
     let step = submit(&f, &wf, new, now()).unwrap();
     (f, wf, step, citizen)
@@ -281,6 +282,7 @@ fn a_looping_workflow_is_stopped_and_changes_nothing() {
         user_label: String::new(),
         entered_by: None,
         channel: SubmissionChannel::Phone,
+        parent: None,
     };
     let e = submit(&f, &wf, new, now()).unwrap_err();
     assert!(e.to_string().contains("too many jumps"), "{e}");
