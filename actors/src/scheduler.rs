@@ -45,6 +45,19 @@ pub enum JobKind {
         /// The arrival in the status it was scheduled for.
         arrival: u64,
     },
+    /// Call a web service for a demand's workflow; retried with backoff, then recorded.
+    DemandWebhook {
+        /// The demand.
+        demand: DemandId,
+        /// The history entry that queued it.
+        seq: u64,
+        /// Where.
+        url: String,
+        /// The JSON body.
+        body: String,
+        /// Attempts made so far.
+        attempts: u32,
+    },
     /// A hold of a meetings agenda lapses: tell free-slot subscribers the slot is free again.
     HoldExpiry {
         /// The meetings agenda.
@@ -65,6 +78,7 @@ impl JobKind {
             JobKind::DemandTimeout { demand, item, .. } => {
                 format!("demand-timeout-{demand}-{item}")
             }
+            JobKind::DemandWebhook { demand, seq, .. } => format!("demand-webhook-{demand}-{seq}"),
         }
     }
 }
@@ -97,6 +111,7 @@ pub struct Scheduler {
     meetings: MeetingsRegistry,
     demands: Demands,
     mail: MailNotifier,
+    http: reqwest::Client,
 }
 
 impl Scheduler {
@@ -108,7 +123,9 @@ impl Scheduler {
         demands: Demands,
         mail: MailNotifier,
     ) -> Self {
-        Self { store, agendas, meetings, demands, mail }
+        let http =
+            reqwest::Client::builder().timeout(Duration::from_secs(15)).build().unwrap_or_default();
+        Self { store, agendas, meetings, demands, mail, http }
     }
 
     /// Runs until `shutdown` turns true.
@@ -201,6 +218,26 @@ impl Scheduler {
                     .timeout(*demand, item, *arrival)
                     .await
                     .map_err(|e| StoreError::Database(format!("demand timeout: {e}")))?;
+                self.store.finish_job(&key, claimed.lease_us, &[]).await
+            }
+            JobKind::DemandWebhook { demand, url, body, attempts, .. } => {
+                let attempts = attempts + 1;
+                let status = self.post(url, body).await;
+                let success = status.is_some_and(|s| (200..300).contains(&s));
+                if !success && attempts < WEBHOOK_ATTEMPTS {
+                    // 1, 2, 4, 8... minutes.
+                    let mut next = claimed.job.clone();
+                    if let JobKind::DemandWebhook { attempts: a, .. } = &mut next.kind {
+                        *a = attempts;
+                    }
+                    next.due_at = now + SignedDuration::from_mins(1 << (attempts - 1).min(10));
+                    tracing::info!(%demand, %url, ?status, attempts, "web service call failed, will retry");
+                    return self.store.retry_job(&key, claimed.lease_us, &next).await;
+                }
+                self.demands
+                    .webhook_done(*demand, url, status, attempts)
+                    .await
+                    .map_err(|e| StoreError::Database(format!("demand webhook outcome: {e}")))?;
                 self.store.finish_job(&key, claimed.lease_us, &[]).await
             }
             JobKind::HoldExpiry { agenda, .. } => {
@@ -330,6 +367,29 @@ enum Reminder {
     Send(Vec<OutgoingMail>),
     Later(Timestamp),
     Drop,
+}
+
+/// Attempts of a web service call before it is recorded as failed.
+pub const WEBHOOK_ATTEMPTS: u32 = 5;
+
+impl Scheduler {
+    /// POSTs `body` as JSON; the HTTP status, or none when unreachable.
+    async fn post(&self, url: &str, body: &str) -> Option<u16> {
+        let sent = self
+            .http
+            .post(url)
+            .header("content-type", "application/json")
+            .body(body.to_owned())
+            .send()
+            .await;
+        match sent {
+            Ok(r) => Some(r.status().as_u16()),
+            Err(e) => {
+                tracing::info!(%url, error = %e, "web service unreachable");
+                None
+            }
+        }
+    }
 }
 
 /// The next local midnight (Europe/Paris) after `now`.

@@ -371,6 +371,9 @@ pub enum ItemType {
     /// Creates a demand of another form (`form`), its fields from templates (`values`), in the
     /// same transaction.
     CreateDemand,
+    /// POSTs the demand as JSON, or `payload` (a template of JSON), to `url` once the step is
+    /// written; retried with backoff, the outcome kept in the history.
+    Webhook,
 }
 
 /// A field value set by a workflow.
@@ -422,6 +425,10 @@ pub struct ItemInput {
     pub template: Option<String>,
     /// CREATE_DEMAND: the form's slug.
     pub form: Option<String>,
+    /// WEBHOOK: where to POST.
+    pub url: Option<String>,
+    /// WEBHOOK: the body, a template rendering JSON (the demand when absent).
+    pub payload: Option<String>,
 }
 
 fn who_of(by: Option<Vec<WhoInput>>) -> Vec<Who> {
@@ -475,6 +482,9 @@ fn item_of(i: ItemInput) -> async_graphql::Result<ActionItem> {
             function: need(i.function.clone(), "function")?,
             role: need(i.role.clone(), "role")?,
         },
+        ItemType::Webhook => {
+            ItemKind::Webhook { url: need(i.url.clone(), "url")?, payload: i.payload.clone() }
+        }
         ItemType::CreateDemand => ItemKind::CreateDemand {
             form: need(i.form.clone(), "form")?,
             values: i
@@ -956,7 +966,7 @@ pub struct HistoryItem {
     pub status: String,
     /// `submitted`, `status_changed`, `comment`, `message`, `notified`, `dispatched`,
     /// `fields_set`, `access_granted`, `demand_created` (text: form and id), `created_from`
-    /// (text: the parent's id), `error`.
+    /// (text: the parent's id), `webhook_queued`, `webhook_called`, `error`.
     pub kind: String,
     /// Human text: the comment, the message, `new → in-progress (Take)`...
     pub text: String,
@@ -982,6 +992,14 @@ fn history_item(h: &HistoryEntry) -> HistoryItem {
         HistoryKind::AccessGranted => ("access_granted", "access given by tracking code".into()),
         HistoryKind::DemandCreated { id, form } => ("demand_created", format!("{form} {id}")),
         HistoryKind::CreatedFrom { parent } => ("created_from", parent.to_string()),
+        HistoryKind::WebhookQueued { url } => ("webhook_queued", url.clone()),
+        HistoryKind::WebhookCalled { url, status, attempts } => (
+            "webhook_called",
+            match status {
+                Some(s) => format!("{url}: HTTP {s} after {attempts} attempt(s)"),
+                None => format!("{url}: unreachable after {attempts} attempt(s)"),
+            },
+        ),
         HistoryKind::Error { message } => ("error", message.clone()),
     };
     HistoryItem {

@@ -1208,3 +1208,91 @@ async fn r_form_id(admin: &GraphqlClient, slug: &str) -> String {
         .unwrap();
     r.data()["form"]["id"].as_str().unwrap().to_owned()
 }
+
+#[test]
+fn a_workflow_calls_web_services_once_the_step_is_written() {
+    run(async {
+        // A web service on loopback that records what it is sent.
+        let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Value>::new()));
+        let store = received.clone();
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
+                let store = store.clone();
+                async move {
+                    store.lock().unwrap().push(body);
+                    axum::http::StatusCode::CREATED
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let hook = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+        let server = TestServer::start().await;
+        let admin = server.admin().await;
+        let urbanisme = account(&admin, &server, "u@mairie.test", &["urbanisme"]).await;
+        let mut wf = workflow_input("permis", 3600);
+        wf["statuses"][0]["items"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({ "id": "tell-gis", "type": "WEBHOOK", "url": hook }));
+        wf["statuses"][2]["items"].as_array_mut().unwrap().push(json!({
+            "id": "tell-registry", "type": "WEBHOOK", "url": hook,
+            "payload": "{\"address\": \"{{ form_var_address }}\", \"decision\": \"{{ form_var_decision }}\"}" }));
+        let mut broken = wf.clone();
+        broken["statuses"][0]["items"][4]["url"] = json!("ftp://nowhere");
+        let r = admin.request(CREATE_WORKFLOW, json!({ "input": broken })).await.unwrap();
+        assert_eq!(r.error_code(), Some("BAD_USER_INPUT"), "{}", r.body);
+        let r = admin.request(CREATE_WORKFLOW, json!({ "input": wf })).await.unwrap();
+        assert!(r.is_ok(), "{}", r.body);
+        let workflow = r.data()["createWorkflow"]["id"].as_str().unwrap().to_owned();
+        let r = admin
+            .request(CREATE_FORM, json!({ "input": form_input("permis", &workflow, json!({})) }))
+            .await
+            .unwrap();
+        assert!(r.is_ok(), "{}", r.body);
+
+        let (citizen, _) =
+            server.client().register("c@citoyens.test", PASSWORD, "C", "D").await.unwrap();
+        let r = submit(&citizen, "permis", valid_answers()).await;
+        let demand = r.data()["submitDemand"]["demand"]["id"].as_str().unwrap().to_owned();
+        assert!(
+            eventually(Duration::from_secs(20), async || received.lock().unwrap().len() == 1).await
+        );
+        let first = received.lock().unwrap()[0].clone();
+        assert_eq!(first["id"], demand.as_str());
+        assert_eq!(first["form"], "permis");
+        assert_eq!(first["data"]["zip"], "44000");
+
+        for action in ["take", "accept"] {
+            let r = urbanisme
+                .request(PERFORM, json!({ "demand": demand, "action": action }))
+                .await
+                .unwrap();
+            assert!(r.is_ok(), "{}", r.body);
+        }
+        assert!(
+            eventually(Duration::from_secs(20), async || received.lock().unwrap().len() == 2).await
+        );
+        let second = received.lock().unwrap()[1].clone();
+        assert_eq!(second, json!({ "address": "3 rue des Lilas", "decision": "granted to C D" }));
+        // Each outcome is in the history.
+        let recorded = eventually(Duration::from_secs(20), async || {
+            let r = urbanisme.request(DEMAND, json!({ "id": demand })).await.unwrap();
+            r.data()["demand"]["history"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|h| {
+                    h["kind"] == "webhook_called"
+                        && h["text"].as_str().unwrap().contains("HTTP 201")
+                })
+                .count()
+                == 2
+        })
+        .await;
+        assert!(recorded);
+        server.stop().await;
+    });
+}

@@ -171,18 +171,26 @@ impl From<StoreError> for Failure {
 /// The mails and jobs of a step.
 async fn writes_of(store: &Store, step: &Step, now: Timestamp) -> Result<StepWrites, StoreError> {
     let mails = resolve_notifications(store, step, now).await?;
-    let jobs = step
-        .timers
-        .iter()
-        .map(|t| ScheduledJob {
-            kind: JobKind::DemandTimeout {
-                demand: step.demand.id,
-                item: t.item_id.clone(),
-                arrival: t.arrival,
-            },
-            due_at: t.due_at,
-        })
-        .collect();
+    let timers = step.timers.iter().map(|t| ScheduledJob {
+        kind: JobKind::DemandTimeout {
+            demand: step.demand.id,
+            item: t.item_id.clone(),
+            arrival: t.arrival,
+        },
+        due_at: t.due_at,
+    });
+    // Web service calls are jobs written with the step: made once it is durable, retried.
+    let calls = step.webhooks.iter().map(|w| ScheduledJob {
+        kind: JobKind::DemandWebhook {
+            demand: step.demand.id,
+            seq: w.seq,
+            url: w.url.clone(),
+            body: w.body.clone(),
+            attempts: 0,
+        },
+        due_at: now,
+    });
+    let jobs = timers.chain(calls).collect();
     Ok(StepWrites { mails, jobs, ..StepWrites::default() })
 }
 
@@ -334,6 +342,33 @@ impl Handler<Timeout> for DemandActor {
                 AtomicResponse::new(Box::pin(fut::ready(Ok(()))))
             }
         }
+    }
+}
+
+/// A web service call ended.
+#[derive(Message, Clone)]
+#[rtype(result = "Result<(), DemandError>")]
+pub(super) struct WebhookDone {
+    pub(super) url: String,
+    pub(super) status: Option<u16>,
+    pub(super) attempts: u32,
+}
+
+impl Handler<WebhookDone> for DemandActor {
+    type Result = AtomicResponse<Self, Result<(), DemandError>>;
+
+    fn handle(&mut self, msg: WebhookDone, _: &mut Context<Self>) -> Self::Result {
+        self.last_used = Instant::now();
+        let step = model::webhook_done(
+            &self.form,
+            &self.workflow,
+            &self.demand,
+            &msg.url,
+            msg.status,
+            msg.attempts,
+            Timestamp::now(),
+        );
+        AtomicResponse::new(Box::pin(self.commit(step, None).map(|r, _, _| r.map(drop))))
     }
 }
 

@@ -12,7 +12,9 @@ use jiff::civil::Date;
 use serde_json::{Map, Value};
 use tokio::sync::broadcast;
 
-use super::actor::{Create, DemandActor, Get, Grant, Parts, Perform, SubmissionWrites, Timeout};
+use super::actor::{
+    Create, DemandActor, Get, Grant, Parts, Perform, SubmissionWrites, Timeout, WebhookDone,
+};
 use super::attachments::{self, Attachment, Files, Upload};
 use super::bundle::{Bundle, ImportReport};
 use super::draft::{self, Draft};
@@ -1180,6 +1182,21 @@ impl Demands {
     pub async fn timeout(&self, id: DemandId, item: &str, arrival: u64) -> Result<(), DemandError> {
         match self.ask(id, Timeout { item: item.to_owned(), arrival }).await {
             // A demand that no longer exists has nothing to do.
+            Err(DemandError::NotFound(_)) => Ok(()),
+            other => other?,
+        }
+    }
+
+    /// Records how a web service call of a demand's workflow ended (from the scheduler).
+    pub async fn webhook_done(
+        &self,
+        id: DemandId,
+        url: &str,
+        status: Option<u16>,
+        attempts: u32,
+    ) -> Result<(), DemandError> {
+        let done = WebhookDone { url: url.to_owned(), status, attempts };
+        match self.ask(id, done).await {
             Err(DemandError::NotFound(_)) => Ok(()),
             other => other?,
         }

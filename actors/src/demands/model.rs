@@ -165,6 +165,20 @@ pub enum HistoryKind {
     },
     /// An agent was given access through the tracking code.
     AccessGranted,
+    /// A web service call was queued.
+    WebhookQueued {
+        /// Where.
+        url: String,
+    },
+    /// A web service answered (or was given up on).
+    WebhookCalled {
+        /// Where.
+        url: String,
+        /// Its HTTP status; none when it could not be reached.
+        status: Option<u16>,
+        /// Attempts made.
+        attempts: u32,
+    },
     /// A demand of another form was created from this one.
     DemandCreated {
         /// The new demand.
@@ -212,6 +226,17 @@ pub struct TimedJump {
     pub due_at: Timestamp,
 }
 
+/// A web service call a step asks for, made after it is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookCall {
+    /// Where.
+    pub url: String,
+    /// The JSON body.
+    pub body: String,
+    /// The history entry that queued it (keys the job).
+    pub seq: u64,
+}
+
 /// A demand a step creates (its answers are checked, and its workflow started, by the actor
 /// before the step is written).
 #[derive(Debug, Clone, PartialEq)]
@@ -237,6 +262,8 @@ pub struct Step {
     pub timers: Vec<TimedJump>,
     /// Demands to create with it.
     pub children: Vec<ChildDemand>,
+    /// Web services to call once it is written.
+    pub webhooks: Vec<WebhookCall>,
 }
 
 /// Errors of demands.
@@ -579,6 +606,21 @@ pub fn timeout(
     Ok(Some(run.finish()))
 }
 
+/// Records the outcome of a web service call.
+pub fn webhook_done(
+    form: &FormDef,
+    workflow: &WorkflowDef,
+    demand: &Demand,
+    url: &str,
+    status: Option<u16>,
+    attempts: u32,
+    now: Timestamp,
+) -> Step {
+    let mut run = Run::new(form, workflow, demand.clone(), now, None);
+    run.record(HistoryKind::WebhookCalled { url: url.to_owned(), status, attempts });
+    run.finish()
+}
+
 /// Gives an agent access to the demand (a citizen gave them its tracking code).
 pub fn grant(
     form: &FormDef,
@@ -611,6 +653,7 @@ struct Run<'a> {
     notifications: Vec<NotifyIntent>,
     timers: Vec<TimedJump>,
     children: Vec<ChildDemand>,
+    webhooks: Vec<WebhookCall>,
 }
 
 /// Whether the items of a status went on to the end or jumped away.
@@ -637,6 +680,7 @@ impl<'a> Run<'a> {
             notifications: Vec::new(),
             timers: Vec::new(),
             children: Vec::new(),
+            webhooks: Vec::new(),
         }
     }
 
@@ -755,6 +799,32 @@ impl<'a> Run<'a> {
                     Ok(text) => self.record(HistoryKind::Message { text }),
                     Err(e) => self.record(HistoryKind::Error { message: format!("message: {e}") }),
                 },
+                ItemKind::Webhook { url, payload } => {
+                    let body = match payload {
+                        Some(t) => template::render(t, &ctx).map_err(|e| e.message).and_then(|b| {
+                            serde_json::from_str::<Value>(&b)
+                                .map(|_| b)
+                                .map_err(|e| format!("the payload is not JSON: {e}"))
+                        }),
+                        None => Ok(serde_json::json!({
+                            "id": self.demand.id,
+                            "form": self.form.slug,
+                            "status": self.demand.status,
+                            "data": self.demand.data,
+                        })
+                        .to_string()),
+                    };
+                    match body {
+                        Ok(body) => {
+                            let seq = self.demand.history_len;
+                            self.record(HistoryKind::WebhookQueued { url: url.clone() });
+                            self.webhooks.push(WebhookCall { url: url.clone(), body, seq });
+                        }
+                        Err(message) => self.record(HistoryKind::Error {
+                            message: format!("web service {url}: {message}"),
+                        }),
+                    }
+                }
                 ItemKind::CreateDemand { form, values } => {
                     let mut data = Map::new();
                     for a in values {
@@ -824,6 +894,7 @@ impl<'a> Run<'a> {
             notifications: self.notifications,
             timers: self.timers,
             children: self.children,
+            webhooks: self.webhooks,
         }
     }
 }

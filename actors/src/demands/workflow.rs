@@ -146,6 +146,15 @@ pub enum ItemKind {
         /// The message.
         template: String,
     },
+    /// Calls a web service: POSTs the demand (or `payload`, a template of JSON) to `url`, after
+    /// the step is written, retried with backoff; the outcome goes into the history.
+    Webhook {
+        /// http or https URL.
+        url: String,
+        /// The body, a template rendering JSON; the demand as JSON when absent.
+        #[serde(default)]
+        payload: Option<String>,
+    },
     /// Creates a demand of another form from this one, its fields mapped from templates; it
     /// is for the same person and written in the same transaction.
     CreateDemand {
@@ -393,6 +402,14 @@ impl WorkflowDef {
             }
             ItemKind::HistoryMessage { template: t } => {
                 template::check_template(t).map_err(|e| err(format!("message: {e}")))?;
+            }
+            ItemKind::Webhook { url, payload } => {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return Err(err(format!("{url:?}: an http or https URL")));
+                }
+                if let Some(p) = payload {
+                    template::check_template(p).map_err(|e| err(format!("payload: {e}")))?;
+                }
             }
             ItemKind::CreateDemand { form, values } => {
                 if !is_slug(form) {

@@ -41,6 +41,13 @@ pub(super) fn job_row(job: &ScheduledJob, now: Timestamp) -> Value {
             detail = Some(format!("{arrival}:{item}"));
             ("demand-timeout", demand.to_string(), None)
         }
+        JobKind::DemandWebhook { demand, seq, url, body, attempts } => {
+            detail = Some(
+                serde_json::json!({ "seq": seq, "url": url, "body": body, "attempts": attempts })
+                    .to_string(),
+            );
+            ("demand-webhook", demand.to_string(), None)
+        }
     };
     serde_json::json!({
         "key": job.kind.key(),
@@ -78,6 +85,24 @@ impl JobRecord {
                     demand: parse_id(&self.subject)?,
                     item: item.to_owned(),
                     arrival: parse_id(arrival)?,
+                }
+            }
+            "demand-webhook" => {
+                #[derive(Deserialize)]
+                struct Call {
+                    seq: u64,
+                    url: String,
+                    body: String,
+                    attempts: u32,
+                }
+                let c: Call = serde_json::from_str(self.detail.as_deref().unwrap_or_default())
+                    .map_err(|e| StoreError::Corrupt(format!("demand webhook: {e}")))?;
+                JobKind::DemandWebhook {
+                    demand: parse_id(&self.subject)?,
+                    seq: c.seq,
+                    url: c.url,
+                    body: c.body,
+                    attempts: c.attempts,
                 }
             }
             other => return Err(StoreError::Corrupt(format!("job kind {other:?}"))),
@@ -189,6 +214,29 @@ impl Store {
                 ("lease", lease_us.into()),
                 ("now", to_micros(now).into()),
                 ("mails", Value::Array(mails)),
+            ],
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Replaces a claimed job by its next attempt (same key, new details and due instant).
+    pub async fn retry_job(
+        &self,
+        key: &str,
+        lease_us: i64,
+        next: &ScheduledJob,
+    ) -> Result<(), StoreError> {
+        self.write(
+            "BEGIN TRANSACTION;
+             LET $r = (SELECT VALUE key FROM type::record('job', $key) WHERE status = 'pending' AND lease_us = $lease);
+             IF array::len($r) == 0 { THROW 'job ' + $key + ' is no longer ours' };
+             UPSERT type::record('job', $key) CONTENT $row RETURN NONE;
+             COMMIT TRANSACTION;",
+            vec![
+                ("key", key.into()),
+                ("lease", lease_us.into()),
+                ("row", job_row(next, Timestamp::now())),
             ],
         )
         .await
