@@ -1,6 +1,7 @@
 //! The demo town of `guichet serve --demo`: a swimming pool (with a weekly aquagym season), a
-//! library and a vaccination centre with upcoming events, the town hall's passport desks (a meetings agenda), an agent, a few
-//! citizens and their bookings. Loading twice changes nothing.
+//! library and a vaccination centre with upcoming events, the town hall's passport desks (a
+//! meetings agenda), a street-report form with two reports, an agent, a few citizens and their
+//! bookings. Loading twice changes nothing.
 
 use actors::Services;
 use actors::access::Roles;
@@ -94,6 +95,7 @@ pub async fn load(services: &Services) -> anyhow::Result<()> {
                 "culture".into(),
                 "sante".into(),
                 "etat-civil".into(),
+                "voirie".into(),
             ],
         },
     )
@@ -181,6 +183,7 @@ pub async fn load(services: &Services) -> anyhow::Result<()> {
         }
     }
     load_town_hall(services, &citizens, today).await?;
+    load_street_reports(services).await?;
     tracing::info!("demo town loaded; demo accounts use the password {DEMO_PASSWORD:?}");
     Ok(())
 }
@@ -328,4 +331,131 @@ async fn load_town_hall(
         .context("demo appointment")?;
     }
     Ok(())
+}
+
+/// A street-report form ("signalement voirie") on a four-status workflow, and two reports filed
+/// by demo citizens.
+async fn load_street_reports(services: &Services) -> anyhow::Result<()> {
+    use actors::demands::Submission;
+    use actors::demands::form::FormDef;
+    use actors::demands::model::{DemandError, SubmissionChannel};
+    use actors::demands::workflow::WorkflowDef;
+    use actors::ids::{FormId, WorkflowId};
+    use serde_json::json;
+
+    let workflow: WorkflowDef = serde_json::from_value(json!({
+        "id": WorkflowId::new(), "slug": "signalement", "name": "Signalement", "functions": ["receiver"],
+        "statuses": [
+            { "id": "recu", "name": "Reçu", "items": [
+                { "id": "accuse", "kind": { "type": "notify", "to": [{ "kind": "submitter" }],
+                  "subject": "Signalement reçu : {{ form_digest }}",
+                  "body": "Bonjour {{ form_user_display_name }},\n\nvotre signalement « {{ form_digest }} » est bien reçu." } },
+                { "id": "prendre", "kind": { "type": "button", "label": "Prendre en charge",
+                  "by": [{ "kind": "function", "name": "receiver" }], "target": "en-cours", "with_comment": true } } ] },
+            { "id": "en-cours", "name": "En cours", "items": [
+                { "id": "traiter", "kind": { "type": "button", "label": "Marquer traité",
+                  "by": [{ "kind": "function", "name": "receiver" }], "target": "traite", "with_comment": true } },
+                { "id": "rejeter", "kind": { "type": "button", "label": "Rejeter",
+                  "by": [{ "kind": "function", "name": "receiver" }], "target": "rejete", "with_comment": true } },
+                { "id": "precision", "kind": { "type": "comment", "label": "Apporter une précision",
+                  "by": [{ "kind": "submitter" }] } } ] },
+            { "id": "traite", "name": "Traité", "items": [
+                { "id": "informer", "kind": { "type": "notify", "to": [{ "kind": "submitter" }],
+                  "subject": "Signalement traité", "body": "Votre signalement « {{ form_digest }} » a été traité. Merci !" } } ] },
+            { "id": "rejete", "name": "Rejeté" }
+        ]
+    }))
+    .context("demo workflow")?;
+    let workflow = match services.demands.save_workflow(workflow, None, None).await {
+        Ok(w) => w,
+        // Already loaded.
+        Err(DemandError::Conflict(_)) => return Ok(()),
+        Err(e) => return Err(e).context("demo workflow"),
+    };
+    let form: FormDef = serde_json::from_value(json!({
+        "id": FormId::new(), "slug": "signalement-voirie", "title": "Signaler un problème de voirie",
+        "description": "Nid-de-poule, éclairage en panne, dépôt sauvage : dites-nous où.",
+        "category": "voirie", "workflow_id": workflow.id,
+        "function_roles": { "receiver": "voirie" }, "summary_roles": ["etat-civil"],
+        "backoffice_submission_roles": ["voirie"], "allow_anonymous": true,
+        "digest_template": "{{ form_var_type }} — {{ form_var_adresse }}",
+        "fields": [
+            { "id": "type", "label": "Type de problème", "required": "always", "in_listing": true,
+              "kind": { "type": "item", "choices": { "source": "static", "items": [
+                { "id": "chaussee", "text": "Chaussée abîmée" }, { "id": "eclairage", "text": "Éclairage en panne" },
+                { "id": "depot", "text": "Dépôt sauvage" } ] } } },
+            { "id": "adresse", "label": "Adresse", "required": "always", "in_listing": true, "kind": { "type": "string" } },
+            { "id": "description", "label": "Description", "kind": { "type": "text" } },
+            { "id": "photo", "label": "Photo", "kind": { "type": "file", "max_bytes": 10485760, "types": ["image/*"] } },
+            { "id": "courriel", "label": "Courriel pour être tenu informé", "required": "front_office", "kind": { "type": "email" },
+              "prefill": { "source": "user", "value": "email" } }
+        ]
+    }))
+    .context("demo form")?;
+    services.demands.save_form(form, None, None).await.context("demo form")?;
+    let reports = [
+        (
+            "camille.martin@demo.guichet.localhost",
+            "chaussee",
+            "12 rue de la République",
+            "Un nid-de-poule profond devant l'école.",
+        ),
+        (
+            "louis.bernard@demo.guichet.localhost",
+            "eclairage",
+            "Place du Marché",
+            "Le lampadaire près de la fontaine ne s'allume plus.",
+        ),
+    ];
+    for (email, kind, address, text) in reports {
+        let account =
+            services.accounts.verify(email, DEMO_PASSWORD).await.context("demo citizen")?;
+        let principal =
+            actors::access::Principal::Account { id: account.id, roles: Roles::citizen() };
+        let answers =
+            json!({ "type": kind, "adresse": address, "description": text, "courriel": email });
+        let submission = Submission {
+            form_slug: "signalement-voirie".into(),
+            answers: answers.as_object().cloned().unwrap_or_default(),
+            channel: SubmissionChannel::Web,
+            on_behalf_of: None,
+            draft: None,
+        };
+        services.demands.submit(&principal, submission).await.context("demo report")?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use actors::Services;
+    use actors::session::SessionPolicy;
+    use actors::store::Store;
+
+    #[test]
+    fn the_demo_town_loads_twice_without_duplicates() {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_stack_size(10 << 20)
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(async {
+                let store = Store::open("mem://").await.expect("store");
+                let services = Services::start(store, SessionPolicy::default()).expect("actors");
+                super::load(&services).await.expect("first load");
+                super::load(&services).await.expect("second load");
+                let forms = services.demands.forms().await.expect("forms");
+                assert_eq!(forms.len(), 1);
+                let camille = services
+                    .accounts
+                    .verify("camille.martin@demo.guichet.localhost", super::DEMO_PASSWORD)
+                    .await
+                    .expect("camille");
+                let hers = services.demands.of_account(camille.id, 10).await.expect("demands");
+                assert_eq!(hers.len(), 1, "loading twice files no second report");
+                assert_eq!(hers[0].demand.digest, "Chaussée abîmée — 12 rue de la République");
+                services.runtime.shutdown();
+            });
+    }
 }
