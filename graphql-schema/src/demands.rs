@@ -861,6 +861,17 @@ impl From<&WorkflowDef> for Workflow {
     }
 }
 
+/// One change between two versions of a definition.
+#[derive(SimpleObject)]
+pub struct DefinitionChange {
+    /// Where, as a dotted path (`fields.3.label`).
+    pub path: String,
+    /// Before (null when added).
+    pub before: Option<Json<serde_json::Value>>,
+    /// After (null when removed).
+    pub after: Option<Json<serde_json::Value>>,
+}
+
 /// One saved version of a form or workflow.
 #[derive(SimpleObject)]
 pub struct DefinitionVersion {
@@ -1374,6 +1385,28 @@ impl DemandsQuery {
                 saved_at: DateTime(v.stored.saved_at),
                 saved_by: v.stored.saved_by.map(|a| ID(a.to_string())),
                 definition: Json(v.body),
+            })
+            .collect())
+    }
+
+    /// The changes of a form or workflow from version `from` to version `to` (administrators).
+    async fn definition_diff(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        from: u32,
+        to: u32,
+    ) -> async_graphql::Result<Vec<DefinitionChange>> {
+        ctx.data::<Caller>()?.may(Action::ManageForms)?;
+        let services = ctx.data::<Services>()?;
+        let _: FormId = parse_id(&id, "definition")?;
+        let changes = services.demands.diff(id.as_str(), from, to).await.gql()?;
+        Ok(changes
+            .into_iter()
+            .map(|c| DefinitionChange {
+                path: c.path,
+                before: c.before.map(Json),
+                after: c.after.map(Json),
             })
             .collect())
     }

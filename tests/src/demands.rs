@@ -478,6 +478,15 @@ fn definitions_keep_every_version_and_demands_keep_theirs() {
             .map(|v| v["version"].as_u64().unwrap())
             .collect();
         assert_eq!(listed, [2, 1]);
+        let diff =
+            "query($id: ID!) { definitionDiff(id: $id, from: 1, to: 2) { path before after } }";
+        let r = admin.request(diff, json!({ "id": form })).await.unwrap();
+        assert!(r.is_ok(), "{}", r.body);
+        let changes = r.data()["definitionDiff"].as_array().unwrap().clone();
+        assert_eq!(changes.len(), 1, "{changes:?}");
+        assert_eq!(changes[0]["path"], "fields.7");
+        assert_eq!(changes[0]["before"], Value::Null);
+        assert_eq!(changes[0]["after"]["id"], "plot");
         let r = admin
             .request(
                 "mutation($id: ID!) { restoreForm(id: $id, version: 1) { version fields { id } } }",

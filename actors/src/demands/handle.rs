@@ -416,6 +416,26 @@ impl Demands {
             .collect()
     }
 
+    /// The changes of a form or workflow from version `from` to version `to`.
+    pub async fn diff(
+        &self,
+        id: &str,
+        from: u32,
+        to: u32,
+    ) -> Result<Vec<super::diff::Change>, DemandError> {
+        let load = |v: u32| async move {
+            let stored = self
+                .inner
+                .store
+                .definition_version(id, v)
+                .await
+                .map_err(store_error)?
+                .ok_or_else(|| DemandError::NotFound(format!("version {v}")))?;
+            parse::<Value>(&stored.body)
+        };
+        Ok(super::diff::diff(&load(from).await?, &load(to).await?))
+    }
+
     /// Saves version `version` of a form again, as its newest version.
     pub async fn restore_form(
         &self,

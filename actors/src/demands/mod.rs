@@ -5,6 +5,7 @@
 //! - `workflow`: workflow definitions.
 //! - `attachments`: uploaded files, their checks, and zips of a demand's files.
 //! - `bundle`: application bundles (workflows and forms as a zip of JSON), export and import.
+//! - `diff`: the changes between two versions of a definition.
 //! - `draft`: drafts, autosaved answers before submission.
 //! - `model`: a demand and the workflow engine that moves it (pure).
 //! - `actor`: `DemandActor`, owner of one live demand.
@@ -17,6 +18,7 @@
 mod actor;
 pub mod attachments;
 pub mod bundle;
+pub mod diff;
 pub mod draft;
 pub mod form;
 mod handle;
