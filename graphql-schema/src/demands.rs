@@ -374,6 +374,9 @@ pub enum ItemType {
     /// POSTs the demand as JSON, or `payload` (a template of JSON), to `url` once the step is
     /// written; retried with backoff, the outcome kept in the history.
     Webhook,
+    /// Generates an HTML document from `template` (values escaped), named by `filename` (a
+    /// template), attached to the demand under `field`.
+    Document,
 }
 
 /// A field value set by a workflow.
@@ -425,6 +428,10 @@ pub struct ItemInput {
     pub template: Option<String>,
     /// CREATE_DEMAND: the form's slug.
     pub form: Option<String>,
+    /// DOCUMENT: the data key it is attached under.
+    pub field: Option<String>,
+    /// DOCUMENT: its file name (a template).
+    pub filename: Option<String>,
     /// WEBHOOK: where to POST.
     pub url: Option<String>,
     /// WEBHOOK: the body, a template rendering JSON (the demand when absent).
@@ -481,6 +488,11 @@ fn item_of(i: ItemInput) -> async_graphql::Result<ActionItem> {
         ItemType::Dispatch => ItemKind::Dispatch {
             function: need(i.function.clone(), "function")?,
             role: need(i.role.clone(), "role")?,
+        },
+        ItemType::Document => ItemKind::Document {
+            field: need(i.field.clone(), "field")?,
+            filename: need(i.filename.clone(), "filename")?,
+            template: need(i.template.clone(), "template")?,
         },
         ItemType::Webhook => {
             ItemKind::Webhook { url: need(i.url.clone(), "url")?, payload: i.payload.clone() }
@@ -977,7 +989,7 @@ pub struct HistoryItem {
     pub status: String,
     /// `submitted`, `status_changed`, `comment`, `message`, `notified`, `dispatched`,
     /// `fields_set`, `access_granted`, `demand_created` (text: form and id), `created_from`
-    /// (text: the parent's id), `webhook_queued`, `webhook_called`, `error`.
+    /// (text: the parent's id), `webhook_queued`, `webhook_called`, `document_generated`, `error`.
     pub kind: String,
     /// Human text: the comment, the message, `new → in-progress (Take)`...
     pub text: String,
@@ -1004,6 +1016,7 @@ fn history_item(h: &HistoryEntry) -> HistoryItem {
         HistoryKind::DemandCreated { id, form } => ("demand_created", format!("{form} {id}")),
         HistoryKind::CreatedFrom { parent } => ("created_from", parent.to_string()),
         HistoryKind::WebhookQueued { url } => ("webhook_queued", url.clone()),
+        HistoryKind::DocumentGenerated { filename } => ("document_generated", filename.clone()),
         HistoryKind::WebhookCalled { url, status, attempts } => (
             "webhook_called",
             match status {

@@ -1305,3 +1305,54 @@ fn a_workflow_calls_web_services_once_the_step_is_written() {
         server.stop().await;
     });
 }
+
+#[test]
+fn an_accepted_demand_gets_its_generated_document_attached() {
+    run(async {
+        let server = TestServer::start().await;
+        let admin = server.admin().await;
+        let urbanisme = account(&admin, &server, "u@mairie.test", &["urbanisme"]).await;
+        let mut wf = workflow_input("permis", 3600);
+        wf["statuses"][2]["items"].as_array_mut().unwrap().push(json!({
+            "id": "certificate", "type": "DOCUMENT", "field": "certificate",
+            "filename": "permis-{{ form_var_zip }}.html",
+            "template": "<h1>Permis accordé</h1><p>{{ form_var_address }}</p><p>{{ form_var_decision }}</p>" }));
+        let r = admin.request(CREATE_WORKFLOW, json!({ "input": wf })).await.unwrap();
+        let workflow = r.data()["createWorkflow"]["id"].as_str().unwrap().to_owned();
+        let r = admin
+            .request(CREATE_FORM, json!({ "input": form_input("permis", &workflow, json!({})) }))
+            .await
+            .unwrap();
+        assert!(r.is_ok(), "{}", r.body);
+        let (citizen, _) =
+            server.client().register("c@citoyens.test", PASSWORD, "C", "D").await.unwrap();
+        let mut answers = valid_answers();
+        answers["address"] = json!("3 rue <b>des Lilas</b>");
+        let r = submit(&citizen, "permis", answers).await;
+        let demand = r.data()["submitDemand"]["demand"]["id"].as_str().unwrap().to_owned();
+        for action in ["take", "accept"] {
+            let r = urbanisme
+                .request(PERFORM, json!({ "demand": demand, "action": action }))
+                .await
+                .unwrap();
+            assert!(r.is_ok(), "{}", r.body);
+        }
+        let r = citizen
+            .request("query($id: ID!) { demand(id: $id) { attachments { field filename contentType url } } }", json!({ "id": demand }))
+            .await
+            .unwrap();
+        let attachment = r.data()["demand"]["attachments"][0].clone();
+        assert_eq!(attachment["field"], "certificate", "{}", r.body);
+        assert_eq!(attachment["filename"], "permis-44000.html");
+        assert_eq!(attachment["contentType"], "text/html");
+        let (status, body) = download(&citizen, attachment["url"].as_str().unwrap()).await;
+        assert_eq!(status, 200);
+        let html = String::from_utf8(body).unwrap();
+        assert!(
+            html.contains("3 rue &lt;b&gt;des Lilas&lt;&#x2f;b&gt;"),
+            "values are escaped: {html}"
+        );
+        assert!(html.contains("granted to C D"), "{html}");
+        server.stop().await;
+    });
+}

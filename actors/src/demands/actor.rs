@@ -15,6 +15,7 @@ use super::form::FormDef;
 use super::handle::{DemandView, Demands, Registry};
 use super::model::{self, Actor as Acting, Demand, DemandError, Operation, Step};
 use super::workflow::WorkflowDef;
+use crate::access::Principal;
 use crate::ids::{AccountId, DraftId, MailId};
 use crate::live::{DemandChanged, LiveHub};
 use crate::mail::{Channel, MailNotifier, OutgoingMail};
@@ -87,16 +88,34 @@ impl DemandActor {
         let write = async move {
             let now = Timestamp::now();
             // The demands this step creates are checked first: all are written, or none.
+            let mut step = step;
+            // Generated documents are files first (synced), then attached by the step, which
+            // claims them in its transaction like uploads.
+            let mut documents = Vec::new();
+            for doc in std::mem::take(&mut step.documents) {
+                let upload = demands
+                    .upload(
+                        &Principal::Anonymous,
+                        &doc.filename,
+                        Some("text/html"),
+                        doc.html.into_bytes(),
+                    )
+                    .await
+                    .map_err(Failure::Refused)?;
+                step.demand.data.insert(doc.field, super::attachments::field_value(&upload));
+                documents.push(upload.id);
+            }
             let children = demands.children_of(&step, now).await.map_err(Failure::Refused)?;
             let mut all = Vec::with_capacity(1 + children.len());
             for (i, s) in std::iter::once(&step).chain(children.iter()).enumerate() {
                 let mut writes = writes_of(&store, s, now).await?;
-                if i == 0
-                    && let Some(sub) = submission.take()
-                {
-                    writes.tracking_hash = Some(sub.tracking_hash);
-                    writes.submitted_draft = sub.draft;
-                    writes.claimed_uploads = sub.uploads;
+                if i == 0 {
+                    if let Some(sub) = submission.take() {
+                        writes.tracking_hash = Some(sub.tracking_hash);
+                        writes.submitted_draft = sub.draft;
+                        writes.claimed_uploads = sub.uploads;
+                    }
+                    writes.claimed_uploads.extend(documents.iter().cloned());
                 }
                 all.push(writes);
             }

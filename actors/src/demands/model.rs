@@ -165,6 +165,11 @@ pub enum HistoryKind {
     },
     /// An agent was given access through the tracking code.
     AccessGranted,
+    /// A document was generated and attached.
+    DocumentGenerated {
+        /// Its file name.
+        filename: String,
+    },
     /// A web service call was queued.
     WebhookQueued {
         /// Where.
@@ -226,6 +231,17 @@ pub struct TimedJump {
     pub due_at: Timestamp,
 }
 
+/// A document a step generates: written as a file before the step, attached by it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GeneratedDocument {
+    /// The data key it is attached under.
+    pub field: String,
+    /// File name.
+    pub filename: String,
+    /// The HTML.
+    pub html: String,
+}
+
 /// A web service call a step asks for, made after it is written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebhookCall {
@@ -264,6 +280,8 @@ pub struct Step {
     pub children: Vec<ChildDemand>,
     /// Web services to call once it is written.
     pub webhooks: Vec<WebhookCall>,
+    /// Documents to store and attach.
+    pub documents: Vec<GeneratedDocument>,
 }
 
 /// Errors of demands.
@@ -654,6 +672,7 @@ struct Run<'a> {
     timers: Vec<TimedJump>,
     children: Vec<ChildDemand>,
     webhooks: Vec<WebhookCall>,
+    documents: Vec<GeneratedDocument>,
 }
 
 /// Whether the items of a status went on to the end or jumped away.
@@ -681,6 +700,7 @@ impl<'a> Run<'a> {
             timers: Vec::new(),
             children: Vec::new(),
             webhooks: Vec::new(),
+            documents: Vec::new(),
         }
     }
 
@@ -799,6 +819,28 @@ impl<'a> Run<'a> {
                     Ok(text) => self.record(HistoryKind::Message { text }),
                     Err(e) => self.record(HistoryKind::Error { message: format!("message: {e}") }),
                 },
+                ItemKind::Document { field, filename, template: t } => {
+                    let name = template::render(filename, &ctx);
+                    let html = template::render_html(t, &ctx);
+                    match (name, html) {
+                        (Ok(name), Ok(html)) => {
+                            let filename = super::attachments::clean_name(name.trim());
+                            self.record(HistoryKind::DocumentGenerated {
+                                filename: filename.clone(),
+                            });
+                            self.documents.push(GeneratedDocument {
+                                field: field.clone(),
+                                filename,
+                                html,
+                            });
+                        }
+                        (Err(e), _) | (_, Err(e)) => {
+                            self.record(HistoryKind::Error {
+                                message: format!("document {field}: {e}"),
+                            });
+                        }
+                    }
+                }
                 ItemKind::Webhook { url, payload } => {
                     let body = match payload {
                         Some(t) => template::render(t, &ctx).map_err(|e| e.message).and_then(|b| {
@@ -895,6 +937,7 @@ impl<'a> Run<'a> {
             timers: self.timers,
             children: self.children,
             webhooks: self.webhooks,
+            documents: self.documents,
         }
     }
 }

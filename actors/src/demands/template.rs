@@ -46,6 +46,21 @@ static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
     env
 });
 
+static HTML_ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
+    let mut env = Environment::new();
+    // Documents are HTML: every value is escaped unless marked safe.
+    env.set_auto_escape_callback(|_| AutoEscape::Html);
+    env.set_undefined_behavior(UndefinedBehavior::Lenient);
+    env.set_fuel(Some(FUEL));
+    env
+});
+
+/// Renders an HTML document template, escaping the values it shows.
+pub fn render_html(source: &str, context: &serde_json::Value) -> Result<String, TemplateError> {
+    let template = HTML_ENV.template_from_str(source)?;
+    Ok(template.render(Value::from_serialize(context))?)
+}
+
 /// Compiles `source`, then renders it once without variables: filters, tests and functions
 /// are looked up only when used, and a misspelt one must be refused when the definition is
 /// saved. Other failures of that empty rendering (arithmetic on missing values) are the data's,

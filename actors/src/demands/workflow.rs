@@ -146,6 +146,16 @@ pub enum ItemKind {
         /// The message.
         template: String,
     },
+    /// Generates an HTML document from a template (values escaped) and attaches it to the
+    /// demand as the file field `field`.
+    Document {
+        /// The data key it is attached under (an attachment like an uploaded file).
+        field: String,
+        /// The file name (a template).
+        filename: String,
+        /// The HTML template.
+        template: String,
+    },
     /// Calls a web service: POSTs the demand (or `payload`, a template of JSON) to `url`, after
     /// the step is written, retried with backoff; the outcome goes into the history.
     Webhook {
@@ -402,6 +412,13 @@ impl WorkflowDef {
             }
             ItemKind::HistoryMessage { template: t } => {
                 template::check_template(t).map_err(|e| err(format!("message: {e}")))?;
+            }
+            ItemKind::Document { field, filename, template: t } => {
+                if field.trim().is_empty() {
+                    return Err(err("a document needs a field to attach it to".into()));
+                }
+                template::check_template(filename).map_err(|e| err(format!("file name: {e}")))?;
+                template::check_template(t).map_err(|e| err(format!("document: {e}")))?;
             }
             ItemKind::Webhook { url, payload } => {
                 if !(url.starts_with("http://") || url.starts_with("https://")) {
