@@ -1066,6 +1066,34 @@ pub struct UploadedFile {
     pub size: u64,
 }
 
+/// How a person prefers to be notified by workflows.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum NotificationChannel {
+    /// By email (the default).
+    Email,
+    /// By text message (to the phone given with `setPhone`).
+    Sms,
+    /// In the application only (`myNotifications`).
+    Web,
+}
+
+/// A notification in a person's inbox.
+#[derive(SimpleObject)]
+pub struct Notification {
+    /// Identifier.
+    pub id: ID,
+    /// Title.
+    pub title: String,
+    /// Text.
+    pub body: String,
+    /// The demand it is about.
+    pub demand_id: Option<ID>,
+    /// When.
+    pub created_at: DateTime,
+    /// Seen.
+    pub read: bool,
+}
+
 /// A definition an import left alone.
 #[derive(SimpleObject)]
 pub struct ImportConflict {
@@ -1447,6 +1475,35 @@ impl DemandsQuery {
         views.into_iter().map(|v| demand_for(caller, v)).collect()
     }
 
+    /// The caller's notifications, newest first: every workflow notification lands here, and
+    /// also goes by the channel the person prefers.
+    async fn my_notifications(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default)] unread_only: bool,
+        #[graphql(default = 50)] first: u32,
+    ) -> async_graphql::Result<Vec<Notification>> {
+        let me = ctx.data::<Caller>()?.account()?;
+        let services = ctx.data::<Services>()?;
+        let rows = services
+            .store
+            .web_notifications(me, unread_only, first.min(500))
+            .await
+            .map_err(|e| actors::demands::model::DemandError::Unavailable(e.to_string()))
+            .gql()?;
+        Ok(rows
+            .into_iter()
+            .map(|n| Notification {
+                id: ID(n.id),
+                title: n.title,
+                body: n.body,
+                demand_id: n.demand.map(ID),
+                created_at: DateTime(actors::time::from_micros(n.created_us)),
+                read: n.read,
+            })
+            .collect())
+    }
+
     /// The caller's drafts, latest first (expired ones are gone).
     async fn my_drafts(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Draft>> {
         let caller = ctx.data::<Caller>()?;
@@ -1709,6 +1766,45 @@ impl DemandsMutation {
             content_type: upload.content_type,
             size: upload.size,
         })
+    }
+
+    /// How workflows notify the caller from now on.
+    async fn set_notification_channel(
+        &self,
+        ctx: &Context<'_>,
+        channel: NotificationChannel,
+    ) -> async_graphql::Result<NotificationChannel> {
+        let me = ctx.data::<Caller>()?.account()?;
+        let services = ctx.data::<Services>()?;
+        let name = match channel {
+            NotificationChannel::Email => "email",
+            NotificationChannel::Sms => "sms",
+            NotificationChannel::Web => "web",
+        };
+        services
+            .store
+            .set_notification_channel(me, name)
+            .await
+            .map_err(|e| actors::demands::model::DemandError::Unavailable(e.to_string()))
+            .gql()?;
+        Ok(channel)
+    }
+
+    /// Marks some of the caller's notifications read; returns how many changed.
+    async fn mark_notifications_read(
+        &self,
+        ctx: &Context<'_>,
+        ids: Vec<ID>,
+    ) -> async_graphql::Result<usize> {
+        let me = ctx.data::<Caller>()?.account()?;
+        let services = ctx.data::<Services>()?;
+        let ids: Vec<String> = ids.into_iter().map(|i| i.0).collect();
+        services
+            .store
+            .mark_notifications_read(me, &ids)
+            .await
+            .map_err(|e| actors::demands::model::DemandError::Unavailable(e.to_string()))
+            .gql()
     }
 
     /// Saves answers as a draft (autosave), kept the form's number of days; a person keeps

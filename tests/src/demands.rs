@@ -1356,3 +1356,74 @@ fn an_accepted_demand_gets_its_generated_document_attached() {
         server.stop().await;
     });
 }
+
+#[test]
+fn notifications_land_in_the_inbox_and_go_by_the_preferred_channel() {
+    run(async {
+        let smtp = SmtpSink::start().await;
+        let sms = SmsGateway::start().await;
+        let server = TestServer::start_with(|c| {
+            c.smtp_url = Some(smtp.url());
+            c.sms_url = Some(sms.url.clone());
+            c.sms_token = Some(sms.token.clone());
+        })
+        .await;
+        let admin = server.admin().await;
+        let _agent = account(&admin, &server, "instructeur@mairie.test", &["urbanisme"]).await;
+        define(&admin, "permis", 3600, json!({})).await;
+        let (web, _) =
+            server.client().register("web@citoyens.test", PASSWORD, "W", "Eb").await.unwrap();
+        let (texter, _) =
+            server.client().register("sms@citoyens.test", PASSWORD, "S", "Ms").await.unwrap();
+        let set = "mutation($c: NotificationChannel!) { setNotificationChannel(channel: $c) }";
+        assert!(web.request(set, json!({ "c": "WEB" })).await.unwrap().is_ok());
+        assert!(texter.request(set, json!({ "c": "SMS" })).await.unwrap().is_ok());
+        assert!(
+            texter
+                .request("mutation { setPhone(phone: \"06 11 22 33 44\") { id } }", json!({}))
+                .await
+                .unwrap()
+                .is_ok()
+        );
+        let r = submit(&web, "permis", valid_answers()).await;
+        let demand = r.data()["submitDemand"]["demand"]["id"].as_str().unwrap().to_owned();
+        assert!(submit(&texter, "permis", valid_answers()).await.is_ok());
+
+        // The agent (email by default) is mailed twice; the citizens are not mailed at all.
+        assert!(eventually(Duration::from_secs(20), async || smtp.messages().len() >= 2).await);
+        assert!(eventually(Duration::from_secs(20), async || !sms.received().is_empty()).await);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let mails = smtp.messages();
+        assert_eq!(mails.len(), 2, "{mails:#?}");
+        assert!(mails.iter().all(|m| m.contains("instructeur@mairie.test")));
+        assert_eq!(sms.received().len(), 1);
+        assert_eq!(sms.received()[0]["to"], json!(["+33611223344"]));
+        // Everyone finds it in their inbox.
+        let inbox =
+            "query($u: Boolean) { myNotifications(unreadOnly: $u) { id title demandId read } }";
+        let r = web.request(inbox, json!({ "u": true })).await.unwrap();
+        let notes = r.data()["myNotifications"].as_array().unwrap().clone();
+        assert_eq!(notes.len(), 1, "{}", r.body);
+        assert_eq!(notes[0]["demandId"], demand.as_str());
+        assert!(notes[0]["title"].as_str().unwrap().starts_with("Demand received"));
+        let r = web
+            .request(
+                "mutation($ids: [ID!]!) { markNotificationsRead(ids: $ids) }",
+                json!({ "ids": [notes[0]["id"]] }),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.data()["markNotificationsRead"], 1);
+        let r = texter
+            .request(
+                "mutation($ids: [ID!]!) { markNotificationsRead(ids: $ids) }",
+                json!({ "ids": [notes[0]["id"]] }),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.data()["markNotificationsRead"], 0, "not theirs");
+        let r = web.request(inbox, json!({ "u": true })).await.unwrap();
+        assert_eq!(r.data()["myNotifications"], json!([]));
+        server.stop().await;
+    });
+}

@@ -195,6 +195,7 @@ impl Accounts {
             phone: None,
             calendar_feed: None,
             reception_line: None,
+            notify_by: None,
             created_us: to_micros(Timestamp::now()),
         };
         match self.store.create_account(&record).await {

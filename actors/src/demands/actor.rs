@@ -13,7 +13,7 @@ use jiff::Timestamp;
 
 use super::form::FormDef;
 use super::handle::{DemandView, Demands, Registry};
-use super::model::{self, Actor as Acting, Demand, DemandError, Operation, Step};
+use super::model::{self, Actor as Acting, Demand, DemandError, NotifyIntent, Operation, Step};
 use super::workflow::WorkflowDef;
 use crate::access::Principal;
 use crate::ids::{AccountId, DraftId, MailId};
@@ -21,7 +21,7 @@ use crate::live::{DemandChanged, LiveHub};
 use crate::mail::{Channel, MailNotifier, OutgoingMail};
 use crate::metrics::ActorMetrics;
 use crate::scheduler::{JobKind, ScheduledJob};
-use crate::store::{StepWrites, Store, StoreError};
+use crate::store::{StepWrites, Store, StoreError, WebNotification};
 
 pub(super) struct DemandActor {
     demand: Demand,
@@ -189,7 +189,7 @@ impl From<StoreError> for Failure {
 
 /// The mails and jobs of a step.
 async fn writes_of(store: &Store, step: &Step, now: Timestamp) -> Result<StepWrites, StoreError> {
-    let mails = resolve_notifications(store, step, now).await?;
+    let (mails, web_notifications) = resolve_notifications(store, step, now).await?;
     let timers = step.timers.iter().map(|t| ScheduledJob {
         kind: JobKind::DemandTimeout {
             demand: step.demand.id,
@@ -210,7 +210,7 @@ async fn writes_of(store: &Store, step: &Step, now: Timestamp) -> Result<StepWri
         due_at: now,
     });
     let jobs = timers.chain(calls).collect();
-    Ok(StepWrites { mails, jobs, ..StepWrites::default() })
+    Ok(StepWrites { mails, jobs, web_notifications, ..StepWrites::default() })
 }
 
 /// Turns the notifications of a step into mails: roles become their agents' accounts.
@@ -218,8 +218,19 @@ async fn resolve_notifications(
     store: &Store,
     step: &Step,
     now: Timestamp,
-) -> Result<Vec<OutgoingMail>, StoreError> {
+) -> Result<(Vec<OutgoingMail>, Vec<WebNotification>), StoreError> {
     let mut mails = Vec::new();
+    let mut inbox = Vec::new();
+    let mail =
+        |channel, to: Vec<String>, to_accounts: Vec<AccountId>, n: &NotifyIntent| OutgoingMail {
+            id: MailId::new(),
+            channel,
+            to,
+            to_accounts,
+            subject: n.subject.clone(),
+            body: n.body.clone(),
+            created_at: now,
+        };
     for n in &step.notifications {
         let mut accounts: Vec<AccountId> = n.submitter.into_iter().collect();
         for role in &n.roles {
@@ -227,30 +238,37 @@ async fn resolve_notifications(
         }
         accounts.sort();
         accounts.dedup();
-        if !accounts.is_empty() || !n.addresses.is_empty() {
-            mails.push(OutgoingMail {
-                id: MailId::new(),
-                channel: Channel::Email,
-                to: n.addresses.clone(),
-                to_accounts: accounts.clone(),
-                subject: n.subject.clone(),
+        // Every account notified finds it in its inbox, and gets it by the channel it prefers
+        // (email unless it chose text messages or the inbox alone).
+        let mut by_email = Vec::new();
+        let mut by_sms = Vec::new();
+        for (account, channel) in store.notification_channels(&accounts).await? {
+            inbox.push(WebNotification {
+                id: uuid::Uuid::now_v7().simple().to_string(),
+                account: account.to_string(),
+                title: n.subject.clone(),
                 body: n.body.clone(),
-                created_at: now,
+                demand: Some(step.demand.id.to_string()),
+                created_us: crate::time::to_micros(now),
+                read: false,
             });
+            match channel.as_str() {
+                "web" => {}
+                "sms" => by_sms.push(account),
+                _ => by_email.push(account),
+            }
+            if n.sms && channel != "sms" {
+                by_sms.push(account);
+            }
         }
-        if n.sms && !accounts.is_empty() {
-            mails.push(OutgoingMail {
-                id: MailId::new(),
-                channel: Channel::Sms,
-                to: Vec::new(),
-                to_accounts: accounts,
-                subject: n.subject.clone(),
-                body: n.body.clone(),
-                created_at: now,
-            });
+        if !by_email.is_empty() || !n.addresses.is_empty() {
+            mails.push(mail(Channel::Email, n.addresses.clone(), by_email, n));
+        }
+        if !by_sms.is_empty() {
+            mails.push(mail(Channel::Sms, Vec::new(), by_sms, n));
         }
     }
-    Ok(mails)
+    Ok((mails, inbox))
 }
 
 impl Actor for DemandActor {

@@ -109,6 +109,27 @@ pub struct StepWrites {
     pub submitted_draft: Option<DraftId>,
     /// On submission: the uploads it attaches, claimed for it in the same transaction.
     pub claimed_uploads: Vec<String>,
+    /// In-app notifications to the accounts notified.
+    pub web_notifications: Vec<WebNotification>,
+}
+
+/// An in-app notification ("web notification").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebNotification {
+    /// Identifier.
+    pub id: String,
+    /// Whose.
+    pub account: String,
+    /// Title.
+    pub title: String,
+    /// Text.
+    pub body: String,
+    /// The demand it is about.
+    pub demand: Option<String>,
+    /// When.
+    pub created_us: i64,
+    /// Seen.
+    pub read: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -321,7 +342,11 @@ impl Store {
         let mut rows = Vec::with_capacity(steps.len());
         let mut mails = Vec::new();
         let mut jobs = Vec::new();
+        let mut notifications = Vec::new();
         for (step, writes) in steps {
+            for n in &writes.web_notifications {
+                notifications.push(json(n)?);
+            }
             let d = &step.demand;
             let history: Vec<Value> = step
                 .history
@@ -382,6 +407,11 @@ impl Store {
         if !mails.is_empty() {
             query.push_str("INSERT INTO outbox $mails RETURN NONE;\n");
         }
+        if !notifications.is_empty() {
+            query.push_str(
+                "FOR $n IN $notifications { CREATE type::record('notification', $n.id) CONTENT $n RETURN NONE; };\n",
+            );
+        }
         if !jobs.is_empty() {
             query.push_str(super::jobs::UPSERT_JOBS);
         }
@@ -390,6 +420,7 @@ impl Store {
         self.write(
             &query,
             vec![
+                ("notifications", Value::Array(notifications)),
                 ("steps", Value::Array(rows)),
                 ("mails", Value::Array(mails)),
                 ("jobs", Value::Array(jobs)),
@@ -582,5 +613,70 @@ impl Store {
             vec![("before", to_micros(before).into())],
         )
         .await
+    }
+
+    /// How each account prefers to be notified (`email` when it did not say).
+    pub async fn notification_channels(
+        &self,
+        accounts: &[AccountId],
+    ) -> Result<Vec<(AccountId, String)>, StoreError> {
+        let mut out = Vec::with_capacity(accounts.len());
+        for a in accounts {
+            if let Some(rec) = self.account(*a).await? {
+                out.push((*a, rec.notify_by.unwrap_or_else(|| "email".into())));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Sets how an account prefers to be notified.
+    pub async fn set_notification_channel(
+        &self,
+        account: AccountId,
+        channel: &str,
+    ) -> Result<(), StoreError> {
+        self.write(
+            "UPDATE type::record('account', $id) SET notify_by = $channel WHERE id != NONE RETURN NONE",
+            vec![("id", account.to_string().into()), ("channel", channel.into())],
+        )
+        .await
+        .map(drop)
+    }
+
+    /// An account's in-app notifications, newest first.
+    pub async fn web_notifications(
+        &self,
+        account: AccountId,
+        unread_only: bool,
+        limit: u32,
+    ) -> Result<Vec<WebNotification>, StoreError> {
+        self.rows(
+            "SELECT *, record::id(id) AS id FROM notification WHERE account = $account AND (!$unread OR read = false) ORDER BY created_us DESC LIMIT $limit",
+            vec![
+                ("account", account.to_string().into()),
+                ("unread", unread_only.into()),
+                ("limit", limit.into()),
+            ],
+        )
+        .await
+    }
+
+    /// Marks notifications of an account read; returns how many changed.
+    pub async fn mark_notifications_read(
+        &self,
+        account: AccountId,
+        ids: &[String],
+    ) -> Result<usize, StoreError> {
+        let mut changed = 0;
+        for id in ids {
+            let rows: Vec<Value> = self
+                .rows(
+                    "UPDATE type::record('notification', $id) SET read = true WHERE account = $account AND read = false RETURN id",
+                    vec![("id", id.clone().into()), ("account", account.to_string().into())],
+                )
+                .await?;
+            changed += rows.len();
+        }
+        Ok(changed)
     }
 }

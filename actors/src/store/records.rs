@@ -50,6 +50,9 @@ pub struct AccountRecord {
     /// The phone line an agent answers calls on (reception).
     #[serde(default)]
     pub reception_line: Option<String>,
+    /// How the person prefers to be notified: `email` (default), `sms` or `web`.
+    #[serde(default)]
+    pub notify_by: Option<String>,
     /// Creation instant.
     pub created_us: i64,
 }
