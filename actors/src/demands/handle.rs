@@ -357,28 +357,27 @@ impl Demands {
 
     /// The current version of a workflow.
     pub async fn workflow(&self, id: WorkflowId) -> Result<Arc<WorkflowDef>, DemandError> {
-        let (_, body) = self
-            .inner
-            .store
-            .definition(&id.to_string())
-            .await
-            .map_err(store_error)?
-            .ok_or_else(|| DemandError::NotFound(format!("workflow {id}")))?;
-        let def: WorkflowDef = parse(&body)?;
-        Ok(Arc::new(def))
+        self.current(&id.to_string(), "workflow").await
     }
 
     /// The current version of a form.
     pub async fn form(&self, id: FormId) -> Result<Arc<FormDef>, DemandError> {
+        self.current(&id.to_string(), "form").await
+    }
+
+    async fn current<V: serde::de::DeserializeOwned>(
+        &self,
+        id: &str,
+        what: &str,
+    ) -> Result<Arc<V>, DemandError> {
         let (_, body) = self
             .inner
             .store
-            .definition(&id.to_string())
+            .definition(id)
             .await
             .map_err(store_error)?
-            .ok_or_else(|| DemandError::NotFound(format!("form {id}")))?;
-        let def: FormDef = parse(&body)?;
-        Ok(Arc::new(def))
+            .ok_or_else(|| DemandError::NotFound(format!("{what} {id}")))?;
+        Ok(Arc::new(parse(&body)?))
     }
 
     /// The current version of the form with this slug.
@@ -463,25 +462,7 @@ impl Demands {
     }
 
     async fn form_version(&self, id: FormId, version: u32) -> Result<Arc<FormDef>, DemandError> {
-        if let Some(f) =
-            self.inner.forms.lock().unwrap_or_else(|p| p.into_inner()).get(&(id, version))
-        {
-            return Ok(f.clone());
-        }
-        let stored = self
-            .inner
-            .store
-            .definition_version(&id.to_string(), version)
-            .await
-            .map_err(store_error)?
-            .ok_or_else(|| DemandError::NotFound(format!("version {version} of form {id}")))?;
-        let def: Arc<FormDef> = Arc::new(parse(&stored.body)?);
-        self.inner
-            .forms
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert((id, version), def.clone());
-        Ok(def)
+        self.saved_version(&self.inner.forms, id, version, "form").await
     }
 
     async fn workflow_version(
@@ -489,10 +470,23 @@ impl Demands {
         id: WorkflowId,
         version: u32,
     ) -> Result<Arc<WorkflowDef>, DemandError> {
-        if let Some(w) =
-            self.inner.workflows.lock().unwrap_or_else(|p| p.into_inner()).get(&(id, version))
-        {
-            return Ok(w.clone());
+        self.saved_version(&self.inner.workflows, id, version, "workflow").await
+    }
+
+    /// A saved version of a definition, from the cache (versions never change) or the store.
+    async fn saved_version<I, V>(
+        &self,
+        cache: &Cache<(I, u32), V>,
+        id: I,
+        version: u32,
+        what: &str,
+    ) -> Result<Arc<V>, DemandError>
+    where
+        I: Copy + Eq + std::hash::Hash + std::fmt::Display,
+        V: serde::de::DeserializeOwned,
+    {
+        if let Some(v) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(&(id, version)) {
+            return Ok(v.clone());
         }
         let stored = self
             .inner
@@ -500,13 +494,9 @@ impl Demands {
             .definition_version(&id.to_string(), version)
             .await
             .map_err(store_error)?
-            .ok_or_else(|| DemandError::NotFound(format!("version {version} of workflow {id}")))?;
-        let def: Arc<WorkflowDef> = Arc::new(parse(&stored.body)?);
-        self.inner
-            .workflows
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert((id, version), def.clone());
+            .ok_or_else(|| DemandError::NotFound(format!("version {version} of {what} {id}")))?;
+        let def: Arc<V> = Arc::new(parse(&stored.body)?);
+        cache.lock().unwrap_or_else(|p| p.into_inner()).insert((id, version), def.clone());
         Ok(def)
     }
 
