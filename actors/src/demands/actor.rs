@@ -119,10 +119,10 @@ impl DemandActor {
                 }
                 all.push(writes);
             }
-            let pairs: Vec<(&Step, &StepWrites)> =
-                std::iter::once(&step).chain(children.iter()).zip(all.iter()).collect();
-            store.write_demand_steps(&pairs).await?;
             let mailed = all.iter().any(|w| !w.mails.is_empty());
+            let owned: Vec<(Step, StepWrites)> =
+                std::iter::once(step.clone()).chain(children.iter().cloned()).zip(all).collect();
+            store.commit_demand_steps(owned).await?;
             Ok::<_, Failure>((step, children, mailed))
         };
         Box::pin(write.into_actor(self).map(|result, act, ctx| {

@@ -332,6 +332,22 @@ impl Store {
         self.write_demand_steps(&[(step, writes)]).await
     }
 
+    /// Writes the steps of one demand change (a step and the demands it creates) durably, all
+    /// or none, together with the changes of other demands waiting at the same moment: one
+    /// transaction and one disk sync for all of them (group commit). When a shared transaction
+    /// fails, each change is written again on its own, so one refused change (a stale version)
+    /// fails only its own caller.
+    pub async fn commit_demand_steps(
+        &self,
+        steps: Vec<(Step, StepWrites)>,
+    ) -> Result<(), StoreError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.demand_commits
+            .send(PendingSteps { steps, reply })
+            .map_err(|_| StoreError::Database("the demand commit queue is closed".into()))?;
+        answer.await.map_err(|_| StoreError::Database("the demand commit queue stopped".into()))?
+    }
+
     /// Writes several demand steps in one transaction (a step and the demands it created):
     /// all of them or none.
     pub async fn write_demand_steps(
@@ -678,5 +694,46 @@ impl Store {
             changed += rows.len();
         }
         Ok(changed)
+    }
+}
+
+/// One change waiting in the demand commit queue.
+#[derive(Debug)]
+pub(super) struct PendingSteps {
+    steps: Vec<(Step, StepWrites)>,
+    reply: tokio::sync::oneshot::Sender<Result<(), StoreError>>,
+}
+
+/// Most changes written in one shared transaction.
+const MAX_GROUP: usize = 256;
+
+/// The writer of the demand commit queue: takes every change waiting, writes them in one
+/// transaction, answers each caller; runs until the store is dropped.
+pub(super) async fn commit_demand_steps(
+    store: Store,
+    mut pending: tokio::sync::mpsc::UnboundedReceiver<PendingSteps>,
+) {
+    while let Some(first) = pending.recv().await {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match pending.try_recv() {
+                Ok(p) => group.push(p),
+                Err(_) => break,
+            }
+        }
+        let all: Vec<(&Step, &StepWrites)> =
+            group.iter().flat_map(|p| p.steps.iter().map(|(s, w)| (s, w))).collect();
+        let shared = store.write_demand_steps(&all).await;
+        if shared.is_ok() || group.len() == 1 {
+            for p in group {
+                let _ = p.reply.send(shared.clone());
+            }
+            continue;
+        }
+        // Nothing of the shared transaction was written: find out whose change is refused.
+        for p in group {
+            let own: Vec<(&Step, &StepWrites)> = p.steps.iter().map(|(s, w)| (s, w)).collect();
+            let _ = p.reply.send(store.write_demand_steps(&own).await);
+        }
     }
 }

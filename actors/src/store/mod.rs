@@ -105,6 +105,8 @@ pub struct Store {
     group_commit: Arc<GroupCommit>,
     /// Signalled after a write that scheduled jobs, so that the scheduler looks again.
     jobs_scheduled: Arc<tokio::sync::Notify>,
+    /// Demand steps waiting for the next shared commit.
+    demand_commits: tokio::sync::mpsc::UnboundedSender<demands::PendingSteps>,
 }
 
 impl std::fmt::Debug for Store {
@@ -145,9 +147,15 @@ impl Store {
         .await?
         .check()?;
         db.use_ns(NAMESPACE).use_db(DATABASE).await?;
-        let store =
-            Self { db: Arc::new(db), group_commit: Arc::default(), jobs_scheduled: Arc::default() };
+        let (demand_commits, pending) = tokio::sync::mpsc::unbounded_channel();
+        let store = Self {
+            db: Arc::new(db),
+            group_commit: Arc::default(),
+            jobs_scheduled: Arc::default(),
+            demand_commits,
+        };
         store.write(include_str!("schema.surql"), Vec::new()).await?;
+        tokio::spawn(demands::commit_demand_steps(store.clone(), pending));
         Ok(store)
     }
 
