@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::str::FromStr;
+use std::sync::{Arc, LazyLock, Mutex};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -829,14 +830,32 @@ fn check_value(
         | FieldKind::Comment => return Err("holds no answer".into()),
     };
     if let (Some(rule), Value::String(s)) = (&field.validation, &checked) {
-        // Anchored: the whole answer must match, as users of w.c.s. expect.
-        let anchored = format!("^(?:{})$", rule.regex);
-        let re = regex::Regex::new(&anchored).map_err(|e| format!("regular expression: {e}"))?;
+        let re = anchored(&rule.regex).map_err(|e| format!("regular expression: {e}"))?;
         if !re.is_match(s) {
             return Err(rule.message.clone());
         }
     }
     Ok(checked)
+}
+
+/// The pattern anchored (the whole answer must match, as users of w.c.s. expect), compiled once
+/// per pattern: a submission checks every validated answer, and compiling costs far more than
+/// matching.
+fn anchored(pattern: &str) -> Result<Arc<regex::Regex>, regex::Error> {
+    static COMPILED: LazyLock<Mutex<HashMap<String, Arc<regex::Regex>>>> =
+        LazyLock::new(Mutex::default);
+    /// Patterns kept; beyond, the cache starts again (definitions have a few dozen).
+    const KEEP: usize = 4_096;
+    if let Some(re) = COMPILED.lock().unwrap_or_else(|p| p.into_inner()).get(pattern) {
+        return Ok(re.clone());
+    }
+    let re = Arc::new(regex::Regex::new(&format!("^(?:{pattern})$"))?);
+    let mut compiled = COMPILED.lock().unwrap_or_else(|p| p.into_inner());
+    if compiled.len() >= KEEP {
+        compiled.clear();
+    }
+    compiled.insert(pattern.to_owned(), re.clone());
+    Ok(re)
 }
 
 fn choice(
