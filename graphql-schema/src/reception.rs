@@ -94,8 +94,8 @@ pub struct ReceptionSubscription;
 
 #[Subscription]
 impl ReceptionSubscription {
-    /// Calls ringing on the caller's line (see `setReceptionLine`), with the caller's accounts
-    /// and their demands. Ends with the session.
+    /// Calls ringing on the caller's line (see `setReceptionLine`; a new line applies at once),
+    /// with the caller's accounts and their demands. Ends with the session.
     async fn incoming_calls(
         &self,
         ctx: &Context<'_>,
@@ -105,17 +105,17 @@ impl ReceptionSubscription {
         let me = caller.account()?;
         let services = ctx.data::<Services>()?.clone();
         let rx = services.reception.subscribe();
-        let line = services.reception.line_of(me).await.gql()?;
         let open = Arc::new(Open::new(services.metrics.clone(), caller.session.as_ref()));
         let session = caller.session.clone();
         let calls = BroadcastStream::new(rx).filter_map(move |msg| {
             let services = services.clone();
             let caller = caller.clone();
-            let line = line.clone();
             let _open = open.clone();
             async move {
                 let call = msg.ok()?;
-                if Some(&call.line) != line.as_ref() {
+                // The agent's line as it is now: changing it needs no new subscription.
+                let line = services.reception.line_of(me).await.ok()??;
+                if call.line != line {
                     return None;
                 }
                 Some(call_view(&services, &caller, &call).await)

@@ -990,6 +990,19 @@ fn a_ringing_call_shows_the_callers_accounts_and_demands_to_the_agent_of_the_lin
         );
         let pushed = ws.next_data("calls", Duration::from_secs(10)).await.unwrap();
         assert_eq!(pushed["data"]["incomingCalls"]["accounts"], json!([]));
+        // A new line applies at once, on the same subscription.
+        let r = agent.request(set_line, json!({ "l": "5555" })).await.unwrap();
+        assert!(r.is_ok(), "{}", r.body);
+        assert_eq!(
+            ring("reception-test-token", json!({ "caller": "0612345678", "callee": "4021" })).await,
+            202
+        );
+        assert_eq!(
+            ring("reception-test-token", json!({ "caller": "0612345678", "callee": "5555" })).await,
+            202
+        );
+        let pushed = ws.next_data("calls", Duration::from_secs(10)).await.unwrap();
+        assert_eq!(pushed["data"]["incomingCalls"]["line"], "5555", "{pushed}");
         ws.close().await.unwrap();
         server.stop().await;
     });
