@@ -232,17 +232,18 @@ async fn resolve_notifications(
             created_at: now,
         };
     for n in &step.notifications {
-        let mut accounts: Vec<AccountId> = n.submitter.into_iter().collect();
+        let submitter: Vec<AccountId> = n.submitter.into_iter().collect();
+        let mut recipients = store.notification_channels(&submitter).await?;
         for role in &n.roles {
-            accounts.extend(store.accounts_with_role(role).await?);
+            recipients.extend(store.accounts_with_role(role).await?);
         }
-        accounts.sort();
-        accounts.dedup();
+        recipients.sort();
+        recipients.dedup_by_key(|(account, _)| *account);
         // Every account notified finds it in its inbox, and gets it by the channel it prefers
         // (email unless it chose text messages or the inbox alone).
         let mut by_email = Vec::new();
         let mut by_sms = Vec::new();
-        for (account, channel) in store.notification_channels(&accounts).await? {
+        for (account, channel) in recipients {
             inbox.push(WebNotification {
                 id: uuid::Uuid::now_v7().simple().to_string(),
                 account: account.to_string(),

@@ -509,15 +509,27 @@ impl Store {
         recs.iter().map(|r| decode_str(&r.state)).collect()
     }
 
-    /// The accounts holding an agent role (the recipients of a notification to a function).
-    pub async fn accounts_with_role(&self, role: &str) -> Result<Vec<AccountId>, StoreError> {
-        let ids: Vec<String> = self
+    /// The accounts holding an agent role (the recipients of a notification to a function),
+    /// each with the channel it prefers (`email` when it did not say): one query per role.
+    pub async fn accounts_with_role(
+        &self,
+        role: &str,
+    ) -> Result<Vec<(AccountId, String)>, StoreError> {
+        #[derive(Deserialize)]
+        struct Row {
+            id: String,
+            #[serde(default)]
+            notify_by: Option<String>,
+        }
+        let rows: Vec<Row> = self
             .rows(
-                "SELECT VALUE record::id(id) FROM account WHERE agent_roles CONTAINS $role",
+                "SELECT record::id(id) AS id, notify_by FROM account WHERE agent_roles CONTAINS $role",
                 vec![("role", role.into())],
             )
             .await?;
-        ids.iter().map(|s| parse_id(s)).collect()
+        rows.into_iter()
+            .map(|r| Ok((parse_id(&r.id)?, r.notify_by.unwrap_or_else(|| "email".into()))))
+            .collect()
     }
 
     /// Saves a draft, and forgets its owner's oldest drafts of the form beyond the limit.
