@@ -40,6 +40,9 @@ pub mod session;
 pub mod store;
 pub mod time;
 
+#[cfg(test)]
+mod testing;
+
 use std::sync::Arc;
 
 pub use error::{ErrorCode, HasErrorCode};

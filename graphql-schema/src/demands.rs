@@ -1483,13 +1483,12 @@ impl DemandsQuery {
         #[graphql(default)] unread_only: bool,
         #[graphql(default = 50)] first: u32,
     ) -> async_graphql::Result<Vec<Notification>> {
-        let me = ctx.data::<Caller>()?.account()?;
+        let caller = ctx.data::<Caller>()?;
         let services = ctx.data::<Services>()?;
         let rows = services
-            .store
-            .web_notifications(me, unread_only, first.min(500))
+            .demands
+            .notifications(&caller.principal, unread_only, first.min(500))
             .await
-            .map_err(|e| actors::demands::model::DemandError::Unavailable(e.to_string()))
             .gql()?;
         Ok(rows
             .into_iter()
@@ -1774,19 +1773,14 @@ impl DemandsMutation {
         ctx: &Context<'_>,
         channel: NotificationChannel,
     ) -> async_graphql::Result<NotificationChannel> {
-        let me = ctx.data::<Caller>()?.account()?;
+        let caller = ctx.data::<Caller>()?;
         let services = ctx.data::<Services>()?;
         let name = match channel {
             NotificationChannel::Email => "email",
             NotificationChannel::Sms => "sms",
             NotificationChannel::Web => "web",
         };
-        services
-            .store
-            .set_notification_channel(me, name)
-            .await
-            .map_err(|e| actors::demands::model::DemandError::Unavailable(e.to_string()))
-            .gql()?;
+        services.demands.set_notification_channel(&caller.principal, name).await.gql()?;
         Ok(channel)
     }
 
@@ -1796,15 +1790,10 @@ impl DemandsMutation {
         ctx: &Context<'_>,
         ids: Vec<ID>,
     ) -> async_graphql::Result<usize> {
-        let me = ctx.data::<Caller>()?.account()?;
+        let caller = ctx.data::<Caller>()?;
         let services = ctx.data::<Services>()?;
         let ids: Vec<String> = ids.into_iter().map(|i| i.0).collect();
-        services
-            .store
-            .mark_notifications_read(me, &ids)
-            .await
-            .map_err(|e| actors::demands::model::DemandError::Unavailable(e.to_string()))
-            .gql()
+        services.demands.mark_notifications_read(&caller.principal, &ids).await.gql()
     }
 
     /// Saves answers as a draft (autosave), kept the form's number of days; a person keeps

@@ -1,5 +1,6 @@
 //! Actor and store together, on an in-memory SurrealDB per test.
 
+use crate::testing::run;
 use std::sync::Arc;
 
 use jiff::{SignedDuration, Timestamp};
@@ -12,16 +13,6 @@ use crate::Services;
 use crate::ids::{AccountId, AgendaId, EventId};
 use crate::session::SessionPolicy;
 use crate::store::Store;
-
-fn run<F: std::future::Future<Output = ()>>(f: F) {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_stack_size(10 << 20)
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(f);
-}
 
 async fn world(store: Option<Store>) -> Services {
     let store = match store {

@@ -34,7 +34,7 @@ use crate::mail::MailNotifier;
 use crate::meetings::MeetingsRegistry;
 use crate::metrics::ActorMetrics;
 use crate::runtime::ActorRuntime;
-use crate::store::{DefinitionKind, Store, StoreError, StoredVersion};
+use crate::store::{DefinitionKind, Store, StoreError, StoredVersion, WebNotification};
 
 /// Deepest chain of demands creating demands in one step.
 pub const MAX_CREATION_DEPTH: usize = 5;
@@ -1037,6 +1037,39 @@ impl Demands {
             files.remove(id)?;
         }
         Ok(ids.len())
+    }
+
+    // ---- inbox ------------------------------------------------------------------------------
+
+    /// The caller's in-app notifications, newest first.
+    pub async fn notifications(
+        &self,
+        principal: &Principal,
+        unread_only: bool,
+        limit: u32,
+    ) -> Result<Vec<WebNotification>, DemandError> {
+        let me = principal.account_id().ok_or(DemandError::Unauthenticated)?;
+        self.inner.store.web_notifications(me, unread_only, limit).await.map_err(store_error)
+    }
+
+    /// How workflows notify the caller from now on: `email`, `sms` or `web`.
+    pub async fn set_notification_channel(
+        &self,
+        principal: &Principal,
+        channel: &str,
+    ) -> Result<(), DemandError> {
+        let me = principal.account_id().ok_or(DemandError::Unauthenticated)?;
+        self.inner.store.set_notification_channel(me, channel).await.map_err(store_error)
+    }
+
+    /// Marks some of the caller's notifications read; how many changed.
+    pub async fn mark_notifications_read(
+        &self,
+        principal: &Principal,
+        ids: &[String],
+    ) -> Result<usize, DemandError> {
+        let me = principal.account_id().ok_or(DemandError::Unauthenticated)?;
+        self.inner.store.mark_notifications_read(me, ids).await.map_err(store_error)
     }
 
     // ---- drafts -----------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 //! Demand actors and the store together, on an in-memory SurrealDB per test.
 
+use crate::testing::run;
 use std::time::Duration;
 
 use serde_json::json;
@@ -15,18 +16,16 @@ use crate::ids::{FormId, WorkflowId};
 use crate::session::SessionPolicy;
 use crate::store::Store;
 
-fn run<F: std::future::Future<Output = ()>>(f: F) {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_stack_size(10 << 20)
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(f);
-}
-
 /// A second registry over the same store: what another process sharing the database has.
 fn registry(s: &Services, idle: Duration) -> Demands {
+    registry_with_files(s, idle, None)
+}
+
+fn registry_with_files(
+    s: &Services,
+    idle: Duration,
+    files: Option<crate::demands::attachments::Files>,
+) -> Demands {
     Demands::new(
         s.runtime.clone(),
         s.store.clone(),
@@ -36,7 +35,7 @@ fn registry(s: &Services, idle: Duration) -> Demands {
         s.agendas.clone(),
         s.meetings.clone(),
         idle,
-        None,
+        files,
     )
 }
 
@@ -206,17 +205,7 @@ fn uploads_never_attached_are_purged_after_a_day_with_their_files() {
             .unwrap();
         let dir = std::env::temp_dir().join(format!("guichet-purge-{}", uuid::Uuid::new_v4()));
         let files = crate::demands::attachments::Files::new(dir.clone()).unwrap();
-        let d = Demands::new(
-            s.runtime.clone(),
-            s.store.clone(),
-            s.live.clone(),
-            s.mail.clone(),
-            s.metrics.clone(),
-            s.agendas.clone(),
-            s.meetings.clone(),
-            Duration::from_secs(60),
-            Some(files),
-        );
+        let d = registry_with_files(&s, Duration::from_secs(60), Some(files));
         let u = d.upload(&Principal::Anonymous, "a.txt", None, b"hello".to_vec()).await.unwrap();
         assert!(dir.join(&u.id).exists());
         let now = jiff::Timestamp::now();

@@ -1,5 +1,6 @@
 //! Meetings actor and store together, on an in-memory SurrealDB per test.
 
+use crate::testing::run;
 use jiff::civil::{Date, time};
 use jiff::{SignedDuration, Timestamp};
 
@@ -13,16 +14,6 @@ use crate::ids::{AccountId, AgendaId, MeetingTypeId};
 use crate::session::SessionPolicy;
 use crate::store::Store;
 use crate::time::paris;
-
-fn run<F: std::future::Future<Output = ()>>(f: F) {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_stack_size(10 << 20)
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(f);
-}
 
 fn tomorrow() -> Date {
     Timestamp::now().to_zoned(paris()).date().tomorrow().unwrap()

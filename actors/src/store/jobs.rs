@@ -266,21 +266,12 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
+    use crate::testing::run;
     use jiff::SignedDuration;
 
     use super::*;
     use crate::ids::{BookingId, MailId};
     use crate::mail::Channel;
-
-    fn run<F: std::future::Future<Output = ()>>(f: F) {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_stack_size(10 << 20)
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(f);
-    }
 
     async fn schedule(store: &Store, job: &ScheduledJob) {
         store.schedule_job(job).await.unwrap();
