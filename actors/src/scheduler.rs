@@ -45,6 +45,14 @@ pub enum JobKind {
         /// The arrival in the status it was scheduled for.
         arrival: u64,
     },
+    /// A timeout global action of a demand's workflow is due (if its anchor still gives this
+    /// time and it has not run for it).
+    DemandGlobalTimeout {
+        /// The demand.
+        demand: DemandId,
+        /// The action.
+        action: String,
+    },
     /// Call a web service for a demand's workflow; retried with backoff, then recorded.
     DemandWebhook {
         /// The demand.
@@ -79,6 +87,9 @@ impl JobKind {
                 format!("demand-timeout-{demand}-{item}")
             }
             JobKind::DemandWebhook { demand, seq, .. } => format!("demand-webhook-{demand}-{seq}"),
+            JobKind::DemandGlobalTimeout { demand, action } => {
+                format!("demand-global-{demand}-{action}")
+            }
         }
     }
 }
@@ -218,6 +229,15 @@ impl Scheduler {
                     .timeout(*demand, item, *arrival)
                     .await
                     .map_err(|e| StoreError::Database(format!("demand timeout: {e}")))?;
+                self.store.finish_job(&key, claimed.lease_us, &[]).await
+            }
+            JobKind::DemandGlobalTimeout { demand, action } => {
+                // As for timed jumps: the actor writes first, and a second run finds the action
+                // recorded as run for this due time and does nothing.
+                self.demands
+                    .global_timeout(*demand, action, claimed.job.due_at)
+                    .await
+                    .map_err(|e| StoreError::Database(format!("demand timeout action: {e}")))?;
                 self.store.finish_job(&key, claimed.lease_us, &[]).await
             }
             JobKind::DemandWebhook { demand, url, body, attempts, .. } => {

@@ -8,10 +8,10 @@ use actors::access::{Action, Principal, authorize};
 use actors::demands::form::{
     Choice, Choices, Field, FieldKind, FormDef, Prefill, ProfileField, Required, Validation,
 };
-use actors::demands::model::{HistoryEntry, HistoryKind, Operation, SubmissionChannel};
+use actors::demands::model::{HistoryEntry, HistoryKind, Operation, SubmissionChannel, Trigger};
 use actors::demands::workflow::{
-    ActionItem, Assignment, GlobalAction, ItemKind, Recipient, StatusDef, Visibility, Who,
-    WorkflowDef,
+    ActionItem, Anchor, Assignment, DocumentFormat, GlobalAction, ItemKind, Recipient, StatusDef,
+    TimeoutTrigger, Visibility, WebhookTrigger, Who, WorkflowDef,
 };
 use actors::demands::{DemandView, OfferedKind, Submission, acting};
 use actors::ids::{AccountId, DemandId, FormId, WorkflowId};
@@ -374,9 +374,20 @@ pub enum ItemType {
     /// POSTs the demand as JSON, or `payload` (a template of JSON), to `url` once the step is
     /// written; retried with backoff, the outcome kept in the history.
     Webhook,
-    /// Generates an HTML document from `template` (values escaped), named by `filename` (a
-    /// template), attached to the demand under `field`.
+    /// Generates a document from `template`, named by `filename` (a template), attached to the
+    /// demand under `field`: HTML (values escaped) or, with `format: PDF`, a PDF typeset from
+    /// text (`# ` starts a title, `## ` a heading, an empty line a paragraph).
     Document,
+}
+
+/// What a generated document is.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug, Default)]
+pub enum DocumentFormatInput {
+    /// HTML page.
+    #[default]
+    Html,
+    /// PDF on A4 pages.
+    Pdf,
 }
 
 /// A field value set by a workflow.
@@ -432,6 +443,9 @@ pub struct ItemInput {
     pub field: Option<String>,
     /// DOCUMENT: its file name (a template).
     pub filename: Option<String>,
+    /// DOCUMENT: HTML or PDF.
+    #[graphql(default)]
+    pub format: DocumentFormatInput,
     /// WEBHOOK: where to POST.
     pub url: Option<String>,
     /// WEBHOOK: the body, a template rendering JSON (the demand when absent).
@@ -493,6 +507,10 @@ fn item_of(i: ItemInput) -> async_graphql::Result<ActionItem> {
             field: need(i.field.clone(), "field")?,
             filename: need(i.filename.clone(), "filename")?,
             template: need(i.template.clone(), "template")?,
+            format: match i.format {
+                DocumentFormatInput::Html => DocumentFormat::Html,
+                DocumentFormatInput::Pdf => DocumentFormat::Pdf,
+            },
         },
         ItemType::Webhook => {
             ItemKind::Webhook { url: need(i.url.clone(), "url")?, payload: i.payload.clone() }
@@ -551,23 +569,65 @@ pub struct StatusInput {
     pub items: Vec<ItemInput>,
 }
 
-/// A global action (manual trigger).
+/// A global action: run by hand (`by`, asking `input` when given), on a timeout, on a webhook
+/// call — any of the three.
 #[derive(InputObject)]
 pub struct GlobalActionInput {
     /// Identifier, unique in the workflow.
     pub id: String,
     /// Text.
     pub label: String,
-    /// Who may run it.
+    /// Who may run it by hand (nobody when empty).
+    #[graphql(default)]
     pub by: Vec<WhoInput>,
-    /// Statuses where it is offered (all when empty).
+    /// Statuses where it applies (all when empty; for a timeout, all but endpoints).
     #[graphql(default)]
     pub statuses: Vec<String>,
     /// Runs on many demands from a listing.
     #[graphql(default)]
     pub mass: bool,
+    /// Fields asked of whoever runs it by hand: `action_var_<id>` in the items' templates.
+    #[graphql(default)]
+    pub input: Vec<FieldInput>,
+    /// Runs by itself after a delay.
+    pub timeout: Option<TimeoutTriggerInput>,
+    /// Runs when `POST /api/demands/<id>/hooks/<name>` is called; the posted JSON object is
+    /// `webhook` in the items' templates.
+    pub webhook: Option<WebhookTriggerInput>,
     /// Items run in order.
     pub items: Vec<ItemInput>,
+}
+
+/// What a timeout counts from.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum TimeoutAnchor {
+    /// The submission.
+    Creation,
+    /// The latest arrival in the current status.
+    StatusArrival,
+    /// A date (or date and time) field of the demand, `anchorField`.
+    Field,
+}
+
+/// When a global action runs by itself.
+#[derive(InputObject)]
+pub struct TimeoutTriggerInput {
+    /// What the delay counts from.
+    pub anchor: TimeoutAnchor,
+    /// FIELD: the field's id.
+    pub anchor_field: Option<String>,
+    /// The delay in seconds; negative (before the date) with a FIELD anchor.
+    pub after_seconds: i64,
+}
+
+/// Who may call a global action's webhook.
+#[derive(InputObject)]
+pub struct WebhookTriggerInput {
+    /// The name in the URL.
+    pub name: String,
+    /// Accounts of these roles may call it (administrators always may).
+    #[graphql(default)]
+    pub roles: Vec<String>,
 }
 
 /// A workflow.
@@ -608,12 +668,29 @@ fn workflow_of(id: WorkflowId, input: WorkflowInput) -> async_graphql::Result<Wo
         .global_actions
         .into_iter()
         .map(|g| {
+            let timeout = g
+                .timeout
+                .map(|t| {
+                    let anchor = match t.anchor {
+                        TimeoutAnchor::Creation => Anchor::Creation,
+                        TimeoutAnchor::StatusArrival => Anchor::StatusArrival,
+                        TimeoutAnchor::Field => Anchor::Field(t.anchor_field.ok_or_else(|| {
+                            BadInput(format!("global action {:?}: anchorField is needed", g.id))
+                        })?),
+                    };
+                    Ok::<_, BadInput>(TimeoutTrigger { anchor, after_seconds: t.after_seconds })
+                })
+                .transpose()
+                .gql()?;
             Ok(GlobalAction {
                 id: g.id,
                 label: g.label,
                 by: who_of(Some(g.by)),
                 statuses: g.statuses,
                 mass: g.mass,
+                input: g.input.into_iter().map(field_of).collect::<async_graphql::Result<_>>()?,
+                timeout,
+                webhook: g.webhook.map(|h| WebhookTrigger { name: h.name, roles: h.roles }),
                 items: g.items.into_iter().map(item_of).collect::<async_graphql::Result<_>>()?,
             })
         })
@@ -974,6 +1051,8 @@ pub struct DemandAction {
     pub kind: ActionKind,
     /// Takes a comment (`comment` of `performAction`).
     pub with_comment: bool,
+    /// What an interactive global action asks (`input` of `performAction`, by field id).
+    pub input_fields: Vec<FormField>,
 }
 
 /// One entry of a demand's history.
@@ -989,7 +1068,8 @@ pub struct HistoryItem {
     pub status: String,
     /// `submitted`, `status_changed`, `comment`, `message`, `notified`, `dispatched`,
     /// `fields_set`, `access_granted`, `demand_created` (text: form and id), `created_from`
-    /// (text: the parent's id), `webhook_queued`, `webhook_called`, `document_generated`, `error`.
+    /// (text: the parent's id), `webhook_queued`, `webhook_called`, `document_generated`,
+    /// `global_action` (text: its label and trigger), `error`.
     pub kind: String,
     /// Human text: the comment, the message, `new → in-progress (Take)`...
     pub text: String,
@@ -1023,6 +1103,17 @@ fn history_item(h: &HistoryEntry) -> HistoryItem {
                 Some(s) => format!("{url}: HTTP {s} after {attempts} attempt(s)"),
                 None => format!("{url}: unreachable after {attempts} attempt(s)"),
             },
+        ),
+        HistoryKind::GlobalAction { label, trigger, .. } => (
+            "global_action",
+            format!(
+                "{label} ({})",
+                match trigger {
+                    Trigger::Manual => "by hand",
+                    Trigger::Timeout => "timeout",
+                    Trigger::Webhook => "webhook",
+                }
+            ),
         ),
         HistoryKind::Error { message } => ("error", message.clone()),
     };
@@ -1296,6 +1387,7 @@ impl Demand {
                     OfferedKind::Global => ActionKind::Global,
                 },
                 with_comment: a.with_comment,
+                input_fields: a.input.iter().map(field_view).collect(),
             })
             .collect()
     }
@@ -1824,13 +1916,15 @@ impl DemandsMutation {
     }
 
     /// Takes an action offered on a demand (see `Demand.actions`): a button (with an optional
-    /// `comment` where it takes one), a comment form (`comment` is the text), a global action.
+    /// `comment` where it takes one), a comment form (`comment` is the text), a global action
+    /// (`input`: the answers to its `inputFields`, checked as a form's are).
     async fn perform_action(
         &self,
         ctx: &Context<'_>,
         demand_id: ID,
         action_id: String,
         comment: Option<String>,
+        input: Option<Json<serde_json::Map<String, serde_json::Value>>>,
     ) -> async_graphql::Result<Demand> {
         let caller = ctx.data::<Caller>()?;
         caller.account()?;
@@ -1844,7 +1938,7 @@ impl DemandsMutation {
             s.items.iter().any(|i| i.id == action_id && matches!(i.kind, ItemKind::Comment { .. }))
         });
         let op = if is_global {
-            Operation::Global { action_id }
+            Operation::Global { action_id, input: input.map(|i| i.0).unwrap_or_default() }
         } else if is_comment {
             Operation::Comment { item_id: action_id, text: comment.unwrap_or_default() }
         } else {

@@ -48,8 +48,10 @@ fn error_response(code: ErrorCode, message: &str) -> Response {
         ErrorCode::BadUserInput => StatusCode::BAD_REQUEST,
         ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-        ErrorCode::Forbidden | ErrorCode::Unauthenticated => StatusCode::FORBIDDEN,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
+        ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+        ErrorCode::Unauthenticated => StatusCode::UNAUTHORIZED,
+        ErrorCode::Conflict | ErrorCode::Full => StatusCode::CONFLICT,
+        ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     };
     let body = serde_json::json!({ "err": 1, "code": code.as_str(), "err_desc": message });
     (status, axum::Json(body)).into_response()

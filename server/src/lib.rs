@@ -15,6 +15,7 @@ pub mod demo;
 mod feeds;
 mod files;
 pub mod guard;
+mod hooks;
 pub mod metrics;
 mod reception;
 pub mod routes;

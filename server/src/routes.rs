@@ -33,6 +33,7 @@ pub fn router(state: AppState, cors_origins: &[String]) -> Router {
         .route("/api/agendas/{slug}/datetimes", get(crate::feeds::agenda_datetimes))
         .route("/api/demands/{id}/attachments.zip", get(crate::files::attachments_zip))
         .route("/api/bundle.zip", get(crate::files::bundle))
+        .route("/api/demands/{id}/hooks/{name}", axum::routing::post(crate::hooks::demand_hook))
         .route("/api/reception/calls", axum::routing::post(crate::reception::incoming_call))
         .route("/api/demands/{id}/attachments/{file}", get(crate::files::attachment))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

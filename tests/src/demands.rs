@@ -904,7 +904,7 @@ fn files_are_uploaded_checked_attached_and_downloaded_alone_or_zipped() {
         assert_eq!(content, pdf);
         // Only those who see the content download it.
         assert_eq!(download(&other, &zip_url).await.0, 404);
-        assert_eq!(download(&server.client(), &zip_url).await.0, 403);
+        assert_eq!(download(&server.client(), &zip_url).await.0, 401);
         assert_eq!(download(&other, attachments[0]["url"].as_str().unwrap()).await.0, 404);
         server.stop().await;
     });
@@ -1320,7 +1320,7 @@ fn a_workflow_calls_web_services_once_the_step_is_written() {
 }
 
 #[test]
-fn an_accepted_demand_gets_its_generated_document_attached() {
+fn an_accepted_demand_gets_its_generated_documents_attached_in_html_and_pdf() {
     run(async {
         let server = TestServer::start().await;
         let admin = server.admin().await;
@@ -1330,6 +1330,10 @@ fn an_accepted_demand_gets_its_generated_document_attached() {
             "id": "certificate", "type": "DOCUMENT", "field": "certificate",
             "filename": "permis-{{ form_var_zip }}.html",
             "template": "<h1>Permis accordé</h1><p>{{ form_var_address }}</p><p>{{ form_var_decision }}</p>" }));
+        wf["statuses"][2]["items"].as_array_mut().unwrap().push(json!({
+            "id": "letter", "type": "DOCUMENT", "field": "letter", "format": "PDF",
+            "filename": "arrêté {{ form_var_zip }}",
+            "template": "# Arrêté de permis de construire\n\nAdresse : {{ form_var_address }}\n\n## Décision\n{{ form_var_decision }} — « accordé »." }));
         let r = admin.request(CREATE_WORKFLOW, json!({ "input": wf })).await.unwrap();
         let workflow = r.data()["createWorkflow"]["id"].as_str().unwrap().to_owned();
         let r = admin
@@ -1366,6 +1370,24 @@ fn an_accepted_demand_gets_its_generated_document_attached() {
             "values are escaped: {html}"
         );
         assert!(html.contains("granted to C D"), "{html}");
+
+        // The PDF letter: named with its extension, a real PDF whose text is the demand's.
+        let letter = r.data()["demand"]["attachments"][1].clone();
+        assert_eq!(letter["field"], "letter", "{}", r.body);
+        assert_eq!(letter["filename"], "arrêté 44000.pdf");
+        assert_eq!(letter["contentType"], "application/pdf");
+        let (status, body) = download(&citizen, letter["url"].as_str().unwrap()).await;
+        assert_eq!(status, 200);
+        let pdf = lopdf::Document::load_mem(&body).expect("a PDF");
+        let pages: Vec<u32> = pdf.get_pages().keys().copied().collect();
+        let text = pdf.extract_text(&pages).unwrap();
+        for expected in [
+            "Arrêté de permis de construire",
+            "Adresse : 3 rue <b>des Lilas</b>",
+            "granted to C D — « accordé ».",
+        ] {
+            assert!(text.contains(expected), "{expected:?} not in {text:?}");
+        }
         server.stop().await;
     });
 }
@@ -1437,6 +1459,200 @@ fn notifications_land_in_the_inbox_and_go_by_the_preferred_channel() {
         assert_eq!(r.data()["markNotificationsRead"], 0, "not theirs");
         let r = web.request(inbox, json!({ "u": true })).await.unwrap();
         assert_eq!(r.data()["myNotifications"], json!([]));
+        server.stop().await;
+    });
+}
+
+async fn post_hook(client: &GraphqlClient, demand: &str, hook: &str, body: &str) -> (u16, Value) {
+    let (http, url) = client.raw();
+    let base = url.trim_end_matches("/graphql");
+    let mut request = http
+        .post(format!("{base}/api/demands/{demand}/hooks/{hook}"))
+        .header("content-type", "application/json")
+        .body(body.to_owned());
+    if let Some(token) = client.token() {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+fn history_of(r: &clients::Response) -> Vec<(String, String)> {
+    r.data()["demand"]["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| (h["kind"].as_str().unwrap().to_owned(), h["text"].as_str().unwrap().to_owned()))
+        .collect()
+}
+
+#[test]
+fn global_actions_run_by_hand_with_input_on_timeouts_and_on_webhooks() {
+    run(async {
+        let server = TestServer::start().await;
+        let admin = server.admin().await;
+        let urbanisme = account(&admin, &server, "u@mairie.test", &["urbanisme"]).await;
+        let gis = account(&admin, &server, "gis@sig.test", &["sig"]).await;
+        let mut wf = workflow_input("permis", 3600);
+        wf["globalActions"] = json!([
+            { "id": "ask-info", "label": "Ask for a document", "by": [{ "function": "receiver" }],
+              "input": [
+                { "id": "missing", "label": "Missing document", "type": "STRING", "required": "REQUIRED" },
+                { "id": "delay", "label": "Delay", "type": "ITEM", "required": "REQUIRED",
+                  "choices": [{ "id": "7", "text": "one week" }, { "id": "15", "text": "two weeks" }] }
+              ],
+              "items": [{ "id": "ask-msg", "type": "HISTORY_MESSAGE",
+                          "template": "Asked for {{ action_var_missing }} within {{ action_var_delay }} ({{ action_var_delay_raw }} days)" }] },
+            { "id": "reminder", "label": "Reminder", "statuses": ["received"],
+              "timeout": { "anchor": "STATUS_ARRIVAL", "afterSeconds": 2 },
+              "items": [{ "id": "remind-msg", "type": "HISTORY_MESSAGE", "template": "still waiting at {{ form_status }}" }] },
+            { "id": "before-visit", "label": "Before the visit",
+              "timeout": { "anchor": "FIELD", "anchorField": "visit", "afterSeconds": -3600 },
+              "items": [{ "id": "visit-msg", "type": "HISTORY_MESSAGE", "template": "visit at {{ form_var_visit }} is in an hour" }] },
+            { "id": "registry", "label": "Registry answer", "statuses": ["received"],
+              "webhook": { "name": "registry", "roles": ["sig"] },
+              "items": [
+                { "id": "keep-ref", "type": "SET_FIELDS", "values": [{ "field": "registry_ref", "template": "{{ webhook.reference }}" }] },
+                { "id": "go", "type": "JUMP", "target": "in-progress", "condition": "webhook.complete" }
+              ] }
+        ]);
+
+        // Broken triggers are refused.
+        let mut broken = wf.clone();
+        broken["globalActions"][1]["timeout"]["afterSeconds"] = json!(-5);
+        let r = admin.request(CREATE_WORKFLOW, json!({ "input": broken })).await.unwrap();
+        assert_eq!(r.error_code(), Some("BAD_USER_INPUT"), "{}", r.body);
+        let mut broken = wf.clone();
+        broken["globalActions"][1].as_object_mut().unwrap().remove("timeout");
+        let r = admin.request(CREATE_WORKFLOW, json!({ "input": broken })).await.unwrap();
+        assert_eq!(r.error_code(), Some("BAD_USER_INPUT"), "{}", r.body);
+        assert!(r.body.to_string().contains("nothing triggers it"), "{}", r.body);
+
+        let r = admin.request(CREATE_WORKFLOW, json!({ "input": wf })).await.unwrap();
+        assert!(r.is_ok(), "{}", r.body);
+        let workflow = r.data()["createWorkflow"]["id"].as_str().unwrap().to_owned();
+        let mut form = form_input("permis", &workflow, json!({}));
+        form["fields"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({ "id": "visit", "label": "Visit", "type": "STRING" }));
+        let r = admin.request(CREATE_FORM, json!({ "input": form })).await.unwrap();
+        assert!(r.is_ok(), "{}", r.body);
+
+        let (citizen, _) =
+            server.client().register("c@citoyens.test", PASSWORD, "C", "D").await.unwrap();
+        // The visit is in an hour and three seconds: "an hour before" falls in three seconds.
+        let visit = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(3603);
+        let mut answers = valid_answers();
+        answers["visit"] = json!(visit.to_string());
+        let r = submit(&citizen, "permis", answers).await;
+        assert!(r.is_ok(), "{}", r.body);
+        let demand = r.data()["submitDemand"]["demand"]["id"].as_str().unwrap().to_owned();
+
+        // Both timeouts fire, once each.
+        let fired = eventually(Duration::from_secs(30), async || {
+            let r = urbanisme.request(DEMAND, json!({ "id": demand })).await.unwrap();
+            let h = history_of(&r);
+            h.iter().any(|(_, t)| t == "still waiting at Received")
+                && h.iter().any(|(_, t)| t.ends_with("is in an hour"))
+        })
+        .await;
+        assert!(fired, "both timeout actions ran");
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let r = urbanisme.request(DEMAND, json!({ "id": demand })).await.unwrap();
+        let h = history_of(&r);
+        assert_eq!(h.iter().filter(|(k, _)| k == "global_action").count(), 2, "{h:?}");
+        assert!(h.contains(&("global_action".into(), "Reminder (timeout)".into())), "{h:?}");
+
+        // By hand, asking for input: offered with its fields, answers checked as a form's.
+        let r = urbanisme
+            .request(
+                "query($id: ID!) { demand(id: $id) { actions { id kind inputFields { id type required } } } }",
+                json!({ "id": demand }),
+            )
+            .await
+            .unwrap();
+        let ask = r.data()["demand"]["actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["id"] == "ask-info")
+            .cloned()
+            .expect("offered");
+        assert_eq!(ask["kind"], "GLOBAL");
+        assert_eq!(ask["inputFields"][0]["id"], "missing");
+        assert!(
+            !r.data()["demand"]["actions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|a| a["id"] == "reminder"),
+            "a timeout action is not offered by hand"
+        );
+        const PERFORM_INPUT: &str = "mutation($demand: ID!, $action: String!, $input: JSON) {
+            performAction(demandId: $demand, actionId: $action, input: $input) { status { id } } }";
+        let r = urbanisme
+            .request(
+                PERFORM_INPUT,
+                json!({ "demand": demand, "action": "ask-info", "input": { "delay": "30" } }),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.error_code(), Some("BAD_USER_INPUT"), "{}", r.body);
+        let invalid = r.body["errors"][0]["extensions"]["invalidFields"].clone();
+        assert_eq!(invalid, json!(["missing", "delay"]), "{}", r.body);
+        let r = citizen
+            .request(
+                PERFORM_INPUT,
+                json!({ "demand": demand, "action": "ask-info",
+                "input": { "missing": "plan", "delay": "7" } }),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.error_code(), Some("FORBIDDEN"), "{}", r.body);
+        let r = urbanisme
+            .request(
+                PERFORM_INPUT,
+                json!({ "demand": demand, "action": "ask-info",
+                "input": { "missing": "the site plan", "delay": "15" } }),
+            )
+            .await
+            .unwrap();
+        assert!(r.is_ok(), "{}", r.body);
+        let r = urbanisme.request(DEMAND, json!({ "id": demand })).await.unwrap();
+        let h = history_of(&r);
+        assert!(
+            h.contains(&(
+                "message".into(),
+                "Asked for the site plan within two weeks (15 days)".into()
+            )),
+            "{h:?}"
+        );
+        assert!(h.contains(&("global_action".into(), "Ask for a document (by hand)".into())));
+
+        // On a webhook: only the hook's roles, a JSON object, a known hook, where it applies.
+        let (code, body) = post_hook(&citizen, &demand, "registry", "{}").await;
+        assert_eq!((code, body["code"].as_str()), (403, Some("FORBIDDEN")), "{body}");
+        let (code, body) = post_hook(&gis, &demand, "registry", "[1, 2]").await;
+        assert_eq!((code, body["code"].as_str()), (400, Some("BAD_USER_INPUT")), "{body}");
+        let (code, _) = post_hook(&gis, &demand, "no-such-hook", "{}").await;
+        assert_eq!(code, 404);
+        let (code, _) = post_hook(&server.client(), &demand, "registry", "{}").await;
+        assert_eq!(code, 401);
+        let (code, body) = post_hook(
+            &gis,
+            &demand,
+            "registry",
+            r#"{"reference": "REG-2026-042", "complete": true}"#,
+        )
+        .await;
+        assert_eq!(code, 200, "{body}");
+        assert_eq!(body["status"], "in-progress");
+        let r = urbanisme.request(DEMAND, json!({ "id": demand })).await.unwrap();
+        assert_eq!(r.data()["demand"]["data"]["registry_ref"], "REG-2026-042", "{}", r.body);
+        let (code, body) = post_hook(&gis, &demand, "registry", "{}").await;
+        assert_eq!((code, body["code"].as_str()), (409, Some("CONFLICT")), "{body}");
         server.stop().await;
     });
 }

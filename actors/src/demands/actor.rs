@@ -97,8 +97,8 @@ impl DemandActor {
                     .upload(
                         &Principal::Anonymous,
                         &doc.filename,
-                        Some("text/html"),
-                        doc.html.into_bytes(),
+                        Some(doc.format.content_type()),
+                        doc.content,
                     )
                     .await
                     .map_err(Failure::Refused)?;
@@ -198,6 +198,10 @@ async fn writes_of(store: &Store, step: &Step, now: Timestamp) -> Result<StepWri
         },
         due_at: t.due_at,
     });
+    let global_timers = step.global_timers.iter().map(|t| ScheduledJob {
+        kind: JobKind::DemandGlobalTimeout { demand: step.demand.id, action: t.action_id.clone() },
+        due_at: t.due_at,
+    });
     // Web service calls are jobs written with the step: made once it is durable, retried.
     let calls = step.webhooks.iter().map(|w| ScheduledJob {
         kind: JobKind::DemandWebhook {
@@ -209,7 +213,7 @@ async fn writes_of(store: &Store, step: &Step, now: Timestamp) -> Result<StepWri
         },
         due_at: now,
     });
-    let jobs = timers.chain(calls).collect();
+    let jobs = timers.chain(global_timers).chain(calls).collect();
     Ok(StepWrites { mails, jobs, web_notifications, ..StepWrites::default() })
 }
 
@@ -377,6 +381,41 @@ impl Handler<Timeout> for DemandActor {
             Err(e) => {
                 // A broken workflow must not retry forever: say so in the log and drop it.
                 tracing::warn!(demand = %self.demand.id, error = %e, "timed jump failed");
+                AtomicResponse::new(Box::pin(fut::ready(Ok(()))))
+            }
+        }
+    }
+}
+
+/// A timeout global action is due.
+#[derive(Message, Clone)]
+#[rtype(result = "Result<(), DemandError>")]
+pub(super) struct GlobalTimeout {
+    pub(super) action: String,
+    pub(super) due: Timestamp,
+}
+
+impl Handler<GlobalTimeout> for DemandActor {
+    type Result = AtomicResponse<Self, Result<(), DemandError>>;
+
+    fn handle(&mut self, msg: GlobalTimeout, _: &mut Context<Self>) -> Self::Result {
+        self.last_used = Instant::now();
+        let now = Timestamp::now();
+        let fired = model::global_timeout(
+            &self.form,
+            &self.workflow,
+            &self.demand,
+            &msg.action,
+            msg.due,
+            now,
+        );
+        match fired {
+            Ok(Some(step)) => {
+                AtomicResponse::new(Box::pin(self.commit(step, None).map(|r, _, _| r.map(drop))))
+            }
+            Ok(None) => AtomicResponse::new(Box::pin(fut::ready(Ok(())))),
+            Err(e) => {
+                tracing::warn!(demand = %self.demand.id, error = %e, "timeout action failed");
                 AtomicResponse::new(Box::pin(fut::ready(Ok(()))))
             }
         }

@@ -360,6 +360,15 @@ impl FormDef {
     }
 }
 
+/// Checks fields asked outside of a form (the input of an interactive global action).
+pub fn check_input_fields(fields: &[Field]) -> Result<(), DefinitionError> {
+    let count = check_fields(fields, &mut BTreeSet::new(), 0)?;
+    if count > MAX_FIELDS {
+        return Err(DefinitionError(format!("{count} fields: at most {MAX_FIELDS}")));
+    }
+    Ok(())
+}
+
 fn check_fields(
     fields: &[Field],
     seen: &mut BTreeSet<String>,

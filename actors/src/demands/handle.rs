@@ -13,7 +13,8 @@ use serde_json::{Map, Value};
 use tokio::sync::broadcast;
 
 use super::actor::{
-    Create, DemandActor, Get, Grant, Parts, Perform, SubmissionWrites, Timeout, WebhookDone,
+    Create, DemandActor, Get, GlobalTimeout, Grant, Parts, Perform, SubmissionWrites, Timeout,
+    WebhookDone,
 };
 use super::attachments::{self, Attachment, Files, Upload};
 use super::bundle::{Bundle, ImportReport};
@@ -55,7 +56,7 @@ pub struct DemandView {
 }
 
 /// An action offered to someone on a demand.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct OfferedAction {
     /// Its id, to perform it.
     pub id: String,
@@ -65,6 +66,8 @@ pub struct OfferedAction {
     pub kind: OfferedKind,
     /// A button that takes a comment.
     pub with_comment: bool,
+    /// The fields an interactive global action asks.
+    pub input: Vec<Field>,
 }
 
 /// Kinds of offered actions.
@@ -133,6 +136,7 @@ impl DemandView {
                             label: label.clone(),
                             kind: OfferedKind::Button,
                             with_comment: *with_comment,
+                            input: Vec::new(),
                         });
                     }
                     ItemKind::Comment { label, by } if d.may_use(&self.form, by, actor) => {
@@ -141,6 +145,7 @@ impl DemandView {
                             label: label.clone(),
                             kind: OfferedKind::Comment,
                             with_comment: true,
+                            input: Vec::new(),
                         });
                     }
                     _ => {}
@@ -148,13 +153,14 @@ impl DemandView {
             }
         }
         for g in &self.workflow.global_actions {
-            let here = g.statuses.is_empty() || g.statuses.contains(&d.status);
-            if here && d.may_use(&self.form, &g.by, actor) {
+            let here = g.applies_in(&self.workflow, &d.status, false);
+            if here && !g.by.is_empty() && d.may_use(&self.form, &g.by, actor) {
                 out.push(OfferedAction {
                     id: g.id.clone(),
                     label: g.label.clone(),
                     kind: OfferedKind::Global,
                     with_comment: false,
+                    input: g.input.clone(),
                 });
             }
         }
@@ -1218,7 +1224,43 @@ impl Demands {
         op: Operation,
     ) -> Result<DemandView, DemandError> {
         let actor = acting(principal)?;
+        let op = match op {
+            Operation::Global { action_id, input } => {
+                let input = self.action_input(id, &action_id, &actor, input).await?;
+                Operation::Global { action_id, input }
+            }
+            op => op,
+        };
         self.ask(id, Perform { op, actor }).await?
+    }
+
+    /// Checks the answers given to an interactive global action against its fields, as a
+    /// submission's are (every refused answer at once); what the action's items then see.
+    async fn action_input(
+        &self,
+        id: DemandId,
+        action_id: &str,
+        actor: &model::Actor,
+        input: Map<String, Value>,
+    ) -> Result<Map<String, Value>, DemandError> {
+        let view = self.get(id).await?;
+        let Some(action) = view.workflow.global_actions.iter().find(|g| g.id == action_id) else {
+            // The actor says which: unknown, or not offered here.
+            return Ok(input);
+        };
+        if action.input.is_empty() {
+            return Ok(input);
+        }
+        let ctx = SubmissionContext {
+            back_office: actor.admin || !actor.roles.is_empty(),
+            external_choices: self.external_choices(&action.input).await?,
+            ..SubmissionContext::default()
+        };
+        let Value::Object(base) = view.demand.template_context(&view.form, &view.workflow) else {
+            return Err(DemandError::Invalid("no template context".into()));
+        };
+        super::form::validate(&action.input, &input, &ctx, &base)
+            .map_err(DemandError::InvalidAnswers)
     }
 
     /// A timed jump is due (from the scheduler).
@@ -1228,6 +1270,33 @@ impl Demands {
             Err(DemandError::NotFound(_)) => Ok(()),
             other => other?,
         }
+    }
+
+    /// A timeout global action is due (from the scheduler).
+    pub async fn global_timeout(
+        &self,
+        id: DemandId,
+        action: &str,
+        due: Timestamp,
+    ) -> Result<(), DemandError> {
+        match self.ask(id, GlobalTimeout { action: action.to_owned(), due }).await {
+            Err(DemandError::NotFound(_)) => Ok(()),
+            other => other?,
+        }
+    }
+
+    /// A system calls the webhook `name` of a demand's workflow with a JSON object, which the
+    /// action's items see as `webhook`.
+    pub async fn call_hook(
+        &self,
+        id: DemandId,
+        principal: &Principal,
+        name: &str,
+        payload: Map<String, Value>,
+    ) -> Result<DemandView, DemandError> {
+        let actor = acting(principal)?;
+        let op = Operation::Hook { name: name.to_owned(), payload };
+        self.ask(id, Perform { op, actor }).await?
     }
 
     /// Records how a web service call of a demand's workflow ended (from the scheduler).

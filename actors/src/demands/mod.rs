@@ -23,6 +23,7 @@ pub mod draft;
 pub mod form;
 mod handle;
 pub mod model;
+pub mod pdf;
 pub mod template;
 pub mod tracking;
 pub mod workflow;

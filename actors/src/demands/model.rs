@@ -12,7 +12,8 @@ use serde_json::{Map, Value};
 use super::form::{FieldErrors, FormDef, template_variables};
 use super::template;
 use super::workflow::{
-    ActionItem, ItemKind, MAX_CHAINED_JUMPS, Recipient, Visibility, Who, WorkflowDef,
+    ActionItem, Anchor, DocumentFormat, GlobalAction, ItemKind, MAX_CHAINED_JUMPS, Recipient,
+    TimeoutTrigger, Visibility, Who, WorkflowDef,
 };
 use crate::error::{ErrorCode, HasErrorCode};
 use crate::ids::{AccountId, DemandId, FormId, WorkflowId};
@@ -99,6 +100,10 @@ pub struct Demand {
     pub version: u64,
     /// Entries in the history.
     pub history_len: u64,
+    /// Timeout global actions already run, as `<action>@<due second>`: each runs once for each
+    /// time its anchor gives.
+    #[serde(default)]
+    pub fired_timeouts: Vec<String>,
 }
 
 /// One entry of a demand's history.
@@ -191,6 +196,16 @@ pub enum HistoryKind {
         /// Its form.
         form: String,
     },
+    /// A global action ran.
+    GlobalAction {
+        /// Its label.
+        label: String,
+        /// By hand, on a timeout, or on a webhook call.
+        trigger: Trigger,
+        /// What it was given: the answers of an interactive action, the body of a webhook.
+        #[serde(default)]
+        input: Map<String, Value>,
+    },
     /// This demand was created by another one's workflow.
     CreatedFrom {
         /// The demand that created it.
@@ -201,6 +216,27 @@ pub enum HistoryKind {
         /// What failed.
         message: String,
     },
+}
+
+/// What made a global action run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    /// Someone, by hand.
+    Manual,
+    /// Its timeout.
+    Timeout,
+    /// A call of its webhook.
+    Webhook,
+}
+
+/// A timeout global action to schedule (replacing the demand's previous job for it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GlobalTimer {
+    /// The action.
+    pub action_id: String,
+    /// When it is due.
+    pub due_at: Timestamp,
 }
 
 /// A mail a step asks for; recipients by function are resolved to accounts by the actor.
@@ -238,8 +274,10 @@ pub struct GeneratedDocument {
     pub field: String,
     /// File name.
     pub filename: String,
-    /// The HTML.
-    pub html: String,
+    /// HTML or PDF.
+    pub format: DocumentFormat,
+    /// The bytes.
+    pub content: Vec<u8>,
 }
 
 /// A web service call a step asks for, made after it is written.
@@ -276,6 +314,8 @@ pub struct Step {
     pub notifications: Vec<NotifyIntent>,
     /// Timed jumps to schedule.
     pub timers: Vec<TimedJump>,
+    /// Timeout global actions to schedule.
+    pub global_timers: Vec<GlobalTimer>,
     /// Demands to create with it.
     pub children: Vec<ChildDemand>,
     /// Web services to call once it is written.
@@ -388,6 +428,27 @@ impl Demand {
             })
     }
 
+    /// When a timeout counting from its anchor falls for this demand; `None` when the anchor
+    /// is a field left empty or not a date.
+    pub fn timeout_due(&self, trigger: &TimeoutTrigger) -> Option<Timestamp> {
+        let anchor = match &trigger.anchor {
+            Anchor::Creation => self.created_at,
+            Anchor::StatusArrival => self.status_since,
+            Anchor::Field(f) => {
+                let text = self.data.get(f)?.as_str()?.trim();
+                if let Ok(t) = text.parse::<Timestamp>() {
+                    t
+                } else if let Ok(dt) = text.parse::<jiff::civil::DateTime>() {
+                    dt.to_zoned(crate::time::paris()).ok()?.timestamp()
+                } else {
+                    let date = text.parse::<jiff::civil::Date>().ok()?;
+                    date.to_zoned(crate::time::paris()).ok()?.timestamp()
+                }
+            }
+        };
+        anchor.checked_add(SignedDuration::from_secs(trigger.after_seconds)).ok()
+    }
+
     /// The variables templates see: answers, and `form_*` facts about the demand.
     pub fn template_context(&self, form: &FormDef, workflow: &WorkflowDef) -> Value {
         let mut vars = Map::new();
@@ -477,6 +538,7 @@ pub fn submit(
         updated_at: now,
         version: 0,
         history_len: 0,
+        fired_timeouts: Vec::new(),
     };
     let mut run = Run::new(form, workflow, demand, now, new.entered_by.or(new.submitter));
     run.demand.digest = run.demand.render_digest(form, workflow);
@@ -506,10 +568,19 @@ pub enum Operation {
         /// The text.
         text: String,
     },
-    /// Run a global action.
+    /// Run a global action by hand.
     Global {
         /// The action's id.
         action_id: String,
+        /// The answers to its input fields, validated against them (see `Demands::perform`).
+        input: Map<String, Value>,
+    },
+    /// A system calls a global action's webhook.
+    Hook {
+        /// The hook's name.
+        name: String,
+        /// The JSON object it posted.
+        payload: Map<String, Value>,
     },
 }
 
@@ -572,17 +643,39 @@ pub fn perform(
             }
             run.record(HistoryKind::Comment { text });
         }
-        Operation::Global { action_id } => {
+        Operation::Global { action_id, input } => {
             let action = workflow
                 .global_actions
                 .iter()
-                .find(|g| &g.id == action_id)
-                .filter(|g| g.statuses.is_empty() || g.statuses.contains(&demand.status))
+                .find(|g| &g.id == action_id && !g.by.is_empty())
+                .filter(|g| g.applies_in(workflow, &demand.status, false))
                 .ok_or_else(|| DemandError::NotFound(format!("action {action_id:?}")))?;
             if !demand.may_use(form, &action.by, actor) {
                 return Err(DemandError::Forbidden(format!("you may not use {:?}", action.label)));
             }
-            run.items(&action.items, &action.label, 0)?;
+            if action.input.is_empty() && !input.is_empty() {
+                return Err(DemandError::Invalid(format!("{:?} asks for nothing", action.label)));
+            }
+            run.global(action, Trigger::Manual, input.clone(), "action_var_")?;
+        }
+        Operation::Hook { name, payload } => {
+            let action = workflow
+                .hook(name)
+                .ok_or_else(|| DemandError::NotFound(format!("hook {name:?}")))?;
+            let allowed = action
+                .webhook
+                .as_ref()
+                .is_some_and(|h| actor.admin || h.roles.iter().any(|r| actor.roles.contains(r)));
+            if !allowed {
+                return Err(DemandError::Forbidden(format!("you may not call hook {name:?}")));
+            }
+            if !action.applies_in(workflow, &demand.status, false) {
+                return Err(DemandError::Conflict(format!(
+                    "hook {name:?} does not apply in status {:?}",
+                    demand.status
+                )));
+            }
+            run.global(action, Trigger::Webhook, payload.clone(), "webhook")?;
         }
     }
     Ok(run.finish())
@@ -622,6 +715,41 @@ pub fn timeout(
     let mut run = Run::new(form, workflow, demand.clone(), now, None);
     run.jump(target, "timeout", 0)?;
     Ok(Some(run.finish()))
+}
+
+/// Runs a timeout global action if it is due on the demand as it stands (in a status it
+/// applies in, its anchor giving `due`, not run yet for it); `None` when it no longer applies.
+pub fn global_timeout(
+    form: &FormDef,
+    workflow: &WorkflowDef,
+    demand: &Demand,
+    action_id: &str,
+    due: Timestamp,
+    now: Timestamp,
+) -> Result<Option<Step>, DemandError> {
+    let Some(action) = workflow.global_actions.iter().find(|g| g.id == action_id) else {
+        return Ok(None);
+    };
+    let Some(trigger) = &action.timeout else { return Ok(None) };
+    if !action.applies_in(workflow, &demand.status, true) {
+        return Ok(None);
+    }
+    let Some(expected) = demand.timeout_due(trigger) else { return Ok(None) };
+    let key = fired_key(action_id, expected);
+    if expected.as_second() != due.as_second()
+        || now < expected
+        || demand.fired_timeouts.contains(&key)
+    {
+        return Ok(None);
+    }
+    let mut run = Run::new(form, workflow, demand.clone(), now, None);
+    run.demand.fired_timeouts.push(key);
+    run.global(action, Trigger::Timeout, Map::new(), "")?;
+    Ok(Some(run.finish()))
+}
+
+fn fired_key(action_id: &str, due: Timestamp) -> String {
+    format!("{action_id}@{}", due.as_second())
 }
 
 /// Records the outcome of a web service call.
@@ -673,6 +801,8 @@ struct Run<'a> {
     children: Vec<ChildDemand>,
     webhooks: Vec<WebhookCall>,
     documents: Vec<GeneratedDocument>,
+    /// Variables a global action adds to the templates (its input, a webhook's body).
+    extra: Map<String, Value>,
 }
 
 /// Whether the items of a status went on to the end or jumped away.
@@ -701,7 +831,34 @@ impl<'a> Run<'a> {
             children: Vec::new(),
             webhooks: Vec::new(),
             documents: Vec::new(),
+            extra: Map::new(),
         }
+    }
+
+    /// Runs a global action's items, with what it was given as variables: `<prefix><key>` for
+    /// each answer (as form fields are), or the whole object as `<prefix>` for a webhook body.
+    fn global(
+        &mut self,
+        action: &GlobalAction,
+        trigger: Trigger,
+        input: Map<String, Value>,
+        prefix: &str,
+    ) -> Result<(), DemandError> {
+        self.extra.clear();
+        if prefix.ends_with('_') {
+            let mut vars = Map::new();
+            super::form::template_variables(&input, &mut vars);
+            for (k, v) in vars {
+                let name = k.strip_prefix("form_var_").unwrap_or(&k);
+                self.extra.insert(format!("{prefix}{name}"), v);
+            }
+        } else if !prefix.is_empty() {
+            self.extra.insert(prefix.to_owned(), Value::Object(input.clone()));
+        }
+        self.record(HistoryKind::GlobalAction { label: action.label.clone(), trigger, input });
+        let result = self.items(&action.items, &action.label, 0).map(drop);
+        self.extra.clear();
+        result
     }
 
     fn record(&mut self, kind: HistoryKind) {
@@ -716,7 +873,11 @@ impl<'a> Run<'a> {
     }
 
     fn context(&self) -> Value {
-        self.demand.template_context(self.form, self.workflow)
+        let mut ctx = self.demand.template_context(self.form, self.workflow);
+        if let Value::Object(vars) = &mut ctx {
+            vars.extend(self.extra.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        ctx
     }
 
     /// Moves to `target` and runs its automatic items.
@@ -819,19 +980,31 @@ impl<'a> Run<'a> {
                     Ok(text) => self.record(HistoryKind::Message { text }),
                     Err(e) => self.record(HistoryKind::Error { message: format!("message: {e}") }),
                 },
-                ItemKind::Document { field, filename, template: t } => {
+                ItemKind::Document { field, filename, template: t, format } => {
                     let name = template::render(filename, &ctx);
-                    let html = template::render_html(t, &ctx);
-                    match (name, html) {
-                        (Ok(name), Ok(html)) => {
-                            let filename = super::attachments::clean_name(name.trim());
+                    let content = match format {
+                        DocumentFormat::Html => template::render_html(t, &ctx),
+                        DocumentFormat::Pdf => template::render(t, &ctx),
+                    };
+                    match (name, content) {
+                        (Ok(name), Ok(content)) => {
+                            let mut filename = super::attachments::clean_name(name.trim());
+                            let extension = format!(".{}", format.extension());
+                            if !filename.to_lowercase().ends_with(&extension) {
+                                filename.push_str(&extension);
+                            }
+                            let content = match format {
+                                DocumentFormat::Html => content.into_bytes(),
+                                DocumentFormat::Pdf => super::pdf::typeset(&filename, &content),
+                            };
                             self.record(HistoryKind::DocumentGenerated {
                                 filename: filename.clone(),
                             });
                             self.documents.push(GeneratedDocument {
                                 field: field.clone(),
                                 filename,
-                                html,
+                                format: *format,
+                                content,
                             });
                         }
                         (Err(e), _) | (_, Err(e)) => {
@@ -930,11 +1103,25 @@ impl<'a> Run<'a> {
         self.demand.digest = self.demand.render_digest(self.form, self.workflow);
         self.demand.updated_at = self.now;
         self.demand.version += 1;
+        // Every step (re)schedules the timeout actions that apply where the demand now is,
+        // from their anchors as they now are: a date field changed by this step moves its job.
+        let global_timers = self
+            .workflow
+            .global_actions
+            .iter()
+            .filter(|g| g.applies_in(self.workflow, &self.demand.status, true))
+            .filter_map(|g| {
+                let due = self.demand.timeout_due(g.timeout.as_ref()?)?;
+                let fired = self.demand.fired_timeouts.contains(&fired_key(&g.id, due));
+                (!fired).then(|| GlobalTimer { action_id: g.id.clone(), due_at: due })
+            })
+            .collect();
         Step {
             demand: self.demand,
             history: self.history,
             notifications: self.notifications,
             timers: self.timers,
+            global_timers,
             children: self.children,
             webhooks: self.webhooks,
             documents: self.documents,

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
-use super::form::{DefinitionError, is_slug};
+use super::form::{DefinitionError, Field, FieldKind, is_slug};
 use super::template;
 use crate::ids::WorkflowId;
 
@@ -146,15 +146,18 @@ pub enum ItemKind {
         /// The message.
         template: String,
     },
-    /// Generates an HTML document from a template (values escaped) and attaches it to the
-    /// demand as the file field `field`.
+    /// Generates a document from a template and attaches it to the demand as the file field
+    /// `field`: HTML (values escaped), or PDF typeset from text (`# ` titles, `## ` headings).
     Document {
         /// The data key it is attached under (an attachment like an uploaded file).
         field: String,
-        /// The file name (a template).
+        /// The file name (a template); the format's extension is added when missing.
         filename: String,
-        /// The HTML template.
+        /// The template.
         template: String,
+        /// HTML or PDF.
+        #[serde(default)]
+        format: DocumentFormat,
     },
     /// Calls a web service: POSTs the demand (or `payload`, a template of JSON) to `url`, after
     /// the step is written, retried with backoff; the outcome goes into the history.
@@ -179,6 +182,35 @@ impl ItemKind {
     /// True for items that wait for someone (buttons, comment forms).
     pub fn is_interactive(&self) -> bool {
         matches!(self, ItemKind::Button { .. } | ItemKind::Comment { .. })
+    }
+}
+
+/// What a generated document is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DocumentFormat {
+    /// An HTML page; the template is HTML and the values it shows are escaped.
+    #[default]
+    Html,
+    /// A PDF; the template is text, typeset on A4 pages.
+    Pdf,
+}
+
+impl DocumentFormat {
+    /// Its media type.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            DocumentFormat::Html => "text/html",
+            DocumentFormat::Pdf => "application/pdf",
+        }
+    }
+
+    /// Its file name extension.
+    pub fn extension(self) -> &'static str {
+        match self {
+            DocumentFormat::Html => "html",
+            DocumentFormat::Pdf => "pdf",
+        }
     }
 }
 
@@ -215,23 +247,78 @@ pub enum Recipient {
     Address(String),
 }
 
-/// An action offered outside of statuses (w.c.s. global actions, manual trigger).
+/// An action offered outside of statuses (w.c.s. global actions). Three triggers, any of them
+/// or several: by hand (`by`, optionally asking `input`), on a timeout, on a webhook call.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GlobalAction {
     /// Identifier, unique in the workflow.
     pub id: String,
     /// Its text.
     pub label: String,
-    /// Who may run it.
+    /// Who may run it by hand; nobody when empty (it then needs another trigger).
+    #[serde(default)]
     pub by: Vec<Who>,
-    /// The statuses it is offered in; every status when empty.
+    /// The statuses it applies in; when empty, every status (but for a timeout, every status
+    /// that is not an endpoint).
     #[serde(default)]
     pub statuses: Vec<String>,
     /// May run on many demands at once from a listing.
     #[serde(default)]
     pub mass: bool,
+    /// Fields asked of whoever runs it by hand (an interactive action); the answers are
+    /// `action_var_<id>` in the items' templates and conditions.
+    #[serde(default)]
+    pub input: Vec<Field>,
+    /// Runs by itself some time after an anchor.
+    #[serde(default)]
+    pub timeout: Option<TimeoutTrigger>,
+    /// Runs when a system calls `POST /api/demands/<id>/hooks/<name>`; the posted JSON object
+    /// is `webhook` in the items' templates.
+    #[serde(default)]
+    pub webhook: Option<WebhookTrigger>,
     /// Items run in order (a jump ends the action).
     pub items: Vec<ActionItem>,
+}
+
+/// When a global action runs by itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimeoutTrigger {
+    /// What the delay counts from.
+    pub anchor: Anchor,
+    /// The delay; negative (before the anchor) for a date field only.
+    pub after_seconds: i64,
+}
+
+/// What a timeout counts from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind", content = "field")]
+pub enum Anchor {
+    /// The submission.
+    Creation,
+    /// The latest arrival in the current status.
+    StatusArrival,
+    /// A date field of the demand (midnight in Europe/Paris), or a date and time.
+    Field(String),
+}
+
+/// Who may call a global action's webhook.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookTrigger {
+    /// The hook's name in the URL.
+    pub name: String,
+    /// Accounts of these roles may call it (administrators always may).
+    pub roles: Vec<String>,
+}
+
+impl GlobalAction {
+    /// True when it applies to a demand in `status` through `trigger`.
+    pub fn applies_in(&self, workflow: &WorkflowDef, status: &str, by_timeout: bool) -> bool {
+        if self.statuses.is_empty() {
+            !by_timeout || !workflow.is_endpoint(status)
+        } else {
+            self.statuses.iter().any(|s| s == status)
+        }
+    }
 }
 
 impl WorkflowDef {
@@ -301,12 +388,24 @@ impl WorkflowDef {
                 self.check_item(item, &format!("status {:?}", s.id), &statuses, &mut item_ids)?;
             }
         }
+        let mut hooks = BTreeSet::new();
         for g in &self.global_actions {
             let at = format!("global action {:?}", g.id);
             if !item_ids.insert(g.id.clone()) {
                 return Err(DefinitionError(format!("{at}: id used twice")));
             }
-            self.check_who(&g.by, &at)?;
+            if g.label.trim().is_empty() {
+                return Err(DefinitionError(format!("{at}: a global action needs a label")));
+            }
+            if g.by.is_empty() && g.timeout.is_none() && g.webhook.is_none() {
+                return Err(DefinitionError(format!(
+                    "{at}: nothing triggers it (nobody may run it, no timeout, no webhook)"
+                )));
+            }
+            if !g.by.is_empty() {
+                self.check_who(&g.by, &at)?;
+            }
+            self.check_trigger(g, &at, &mut hooks)?;
             for s in &g.statuses {
                 if !statuses.contains(s.as_str()) {
                     return Err(DefinitionError(format!("{at}: no status {s:?}")));
@@ -323,6 +422,60 @@ impl WorkflowDef {
             }
         }
         Ok(())
+    }
+
+    fn check_trigger(
+        &self,
+        g: &GlobalAction,
+        at: &str,
+        hooks: &mut BTreeSet<String>,
+    ) -> Result<(), DefinitionError> {
+        if !g.input.is_empty() {
+            if g.by.is_empty() {
+                return Err(DefinitionError(format!(
+                    "{at}: only an action run by hand asks for input"
+                )));
+            }
+            super::form::check_input_fields(&g.input)
+                .map_err(|e| DefinitionError(format!("{at}, input: {}", e.0)))?;
+            if g.input.iter().any(|f| matches!(f.kind, FieldKind::File { .. })) {
+                return Err(DefinitionError(format!("{at}: input takes no files")));
+            }
+        }
+        if let Some(t) = &g.timeout {
+            if t.after_seconds.unsigned_abs() > MAX_TIMEOUT_SECONDS {
+                return Err(DefinitionError(format!("{at}: a timeout is at most 100 years")));
+            }
+            match &t.anchor {
+                Anchor::Field(f) if f.trim().is_empty() => {
+                    return Err(DefinitionError(format!("{at}: the anchor needs a field")));
+                }
+                Anchor::Field(_) => {}
+                Anchor::Creation | Anchor::StatusArrival if t.after_seconds < 0 => {
+                    return Err(DefinitionError(format!(
+                        "{at}: only a date field may be counted back from"
+                    )));
+                }
+                _ => {}
+            }
+        }
+        if let Some(h) = &g.webhook {
+            if !is_slug(&h.name) {
+                return Err(DefinitionError(format!(
+                    "{at}: hook name {:?}: lowercase letters, digits and dashes",
+                    h.name
+                )));
+            }
+            if !hooks.insert(h.name.clone()) {
+                return Err(DefinitionError(format!("{at}: hook {:?} used twice", h.name)));
+            }
+        }
+        Ok(())
+    }
+
+    /// The global action a webhook named `name` runs.
+    pub fn hook(&self, name: &str) -> Option<&GlobalAction> {
+        self.global_actions.iter().find(|g| g.webhook.as_ref().is_some_and(|h| h.name == name))
     }
 
     fn check_who(&self, who: &[Who], at: &str) -> Result<(), DefinitionError> {
@@ -413,7 +566,7 @@ impl WorkflowDef {
             ItemKind::HistoryMessage { template: t } => {
                 template::check_template(t).map_err(|e| err(format!("message: {e}")))?;
             }
-            ItemKind::Document { field, filename, template: t } => {
+            ItemKind::Document { field, filename, template: t, .. } => {
                 if field.trim().is_empty() {
                     return Err(err("a document needs a field to attach it to".into()));
                 }

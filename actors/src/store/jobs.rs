@@ -41,6 +41,10 @@ pub(super) fn job_row(job: &ScheduledJob, now: Timestamp) -> Value {
             detail = Some(format!("{arrival}:{item}"));
             ("demand-timeout", demand.to_string(), None)
         }
+        JobKind::DemandGlobalTimeout { demand, action } => {
+            detail = Some(action.clone());
+            ("demand-global-timeout", demand.to_string(), None)
+        }
         JobKind::DemandWebhook { demand, seq, url, body, attempts } => {
             detail = Some(
                 serde_json::json!({ "seq": seq, "url": url, "body": body, "attempts": attempts })
@@ -87,6 +91,10 @@ impl JobRecord {
                     arrival: parse_id(arrival)?,
                 }
             }
+            "demand-global-timeout" => JobKind::DemandGlobalTimeout {
+                demand: parse_id(&self.subject)?,
+                action: self.detail.unwrap_or_default(),
+            },
             "demand-webhook" => {
                 #[derive(Deserialize)]
                 struct Call {

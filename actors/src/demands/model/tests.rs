@@ -4,7 +4,7 @@ use serde_json::json;
 
 use super::*;
 use crate::demands::form::{DEFAULT_DRAFT_DAYS, Field, FieldKind, Required};
-use crate::demands::workflow::{Assignment, GlobalAction, StatusDef};
+use crate::demands::workflow::{Assignment, GlobalAction, StatusDef, WebhookTrigger};
 
 fn now() -> Timestamp {
     "2026-12-04T09:00:00Z".parse().unwrap()
@@ -101,6 +101,9 @@ fn workflow() -> WorkflowDef {
             by: vec![Who::Role("mayor".into())],
             statuses: vec![],
             mass: true,
+            input: vec![],
+            timeout: None,
+            webhook: None,
             items: vec![item(
                 "to-mayor",
                 ItemKind::Dispatch { function: "receiver".into(), role: "mayor".into() },
@@ -244,7 +247,7 @@ fn buttons_are_for_the_roles_of_their_functions() {
 #[test]
 fn dispatch_moves_the_function_and_its_content_access() {
     let (f, wf, step, _) = submitted(false);
-    let run = Operation::Global { action_id: "reassign".into() };
+    let run = Operation::Global { action_id: "reassign".into(), input: Map::new() };
     let step = perform(&f, &wf, &step.demand, &run, &agent("mayor"), now()).unwrap();
     assert_eq!(step.demand.function_role(&f, "receiver"), Some("mayor"));
     assert_eq!(step.demand.content_roles(&f), ["mayor"]);
@@ -309,4 +312,103 @@ fn workflow_definitions_are_checked() {
     let mut bad = workflow();
     bad.statuses[2].items.push(button("take", Who::Submitter, "new"));
     assert!(bad.check().unwrap_err().0.contains("unique"));
+}
+
+/// A workflow whose global action "call" runs a day before the `visit` date.
+fn with_visit_reminder() -> WorkflowDef {
+    let mut wf = workflow();
+    wf.global_actions.push(GlobalAction {
+        id: "call".into(),
+        label: "Call before the visit".into(),
+        by: vec![],
+        statuses: vec![],
+        mass: false,
+        input: vec![],
+        timeout: Some(TimeoutTrigger {
+            anchor: Anchor::Field("visit".into()),
+            after_seconds: -24 * 3600,
+        }),
+        webhook: None,
+        items: vec![item("msg", ItemKind::HistoryMessage { template: "call".into() })],
+    });
+    wf.check().unwrap();
+    wf
+}
+
+#[test]
+fn a_timeout_action_follows_its_anchor_and_runs_once_for_it() {
+    let wf = with_visit_reminder();
+    let f = form(&wf);
+    let data = json!({"name": "C", "visit": "2026-12-10"}).as_object().cloned().unwrap();
+    let new = NewDemand {
+        id: DemandId::new(),
+        data,
+        submitter: None,
+        user_label: "C".into(),
+        entered_by: None,
+        channel: SubmissionChannel::Web,
+        parent: None,
+    };
+    let step = submit(&f, &wf, new, now()).unwrap();
+    // A date is midnight in Paris (UTC+1 in December): a day before is the 8th at 23:00 UTC.
+    let due: Timestamp = "2026-12-08T23:00:00Z".parse().unwrap();
+    assert_eq!(step.global_timers, vec![GlobalTimer { action_id: "call".into(), due_at: due }]);
+
+    // Not before its time, not for another due time.
+    let early = due - SignedDuration::from_mins(1);
+    assert!(global_timeout(&f, &wf, &step.demand, "call", due, early).unwrap().is_none());
+    let other = due + SignedDuration::from_hours(1);
+    assert!(global_timeout(&f, &wf, &step.demand, "call", other, other).unwrap().is_none());
+
+    let ran = global_timeout(&f, &wf, &step.demand, "call", due, due).unwrap().unwrap();
+    assert!(matches!(
+        &ran.history[0].kind,
+        HistoryKind::GlobalAction { trigger: Trigger::Timeout, .. }
+    ));
+    assert!(ran.global_timers.is_empty(), "done for this date: nothing more to schedule");
+    // Run again (a crash before the job was finished): nothing.
+    assert!(global_timeout(&f, &wf, &ran.demand, "call", due, due).unwrap().is_none());
+
+    // The visit moves: a new due time is scheduled and runs once too.
+    let mut moved = ran.demand.clone();
+    moved.data.insert("visit".into(), json!("2026-12-20T14:30:00"));
+    let take = Operation::Button { item_id: "take".into(), comment: None };
+    let step = perform(&f, &wf, &moved, &take, &agent("police"), now()).unwrap();
+    let due: Timestamp = "2026-12-19T13:30:00Z".parse().unwrap();
+    assert_eq!(step.global_timers, vec![GlobalTimer { action_id: "call".into(), due_at: due }]);
+    assert!(global_timeout(&f, &wf, &step.demand, "call", due, due).unwrap().is_some());
+
+    // In an endpoint status, a timeout without statuses no longer applies.
+    let mut closed = step.demand.clone();
+    closed.status = "rejected".into();
+    assert!(global_timeout(&f, &wf, &closed, "call", due, due).unwrap().is_none());
+}
+
+#[test]
+fn global_actions_need_a_trigger_and_coherent_ones() {
+    let mut wf = with_visit_reminder();
+    wf.global_actions[1].timeout = None;
+    assert!(wf.check().unwrap_err().0.contains("nothing triggers it"));
+    let mut wf = with_visit_reminder();
+    wf.global_actions[1].timeout =
+        Some(TimeoutTrigger { anchor: Anchor::Creation, after_seconds: -10 });
+    assert!(wf.check().is_err());
+    let mut wf = with_visit_reminder();
+    wf.global_actions[1].webhook =
+        Some(WebhookTrigger { name: "Not a slug".into(), roles: vec![] });
+    assert!(wf.check().is_err());
+    let mut wf = with_visit_reminder();
+    wf.global_actions[1].input = vec![Field {
+        id: "why".into(),
+        label: "Why".into(),
+        hint: String::new(),
+        kind: FieldKind::Text,
+        required: Required::Always,
+        condition: None,
+        validation: None,
+        prefill: None,
+        read_only: false,
+        in_listing: false,
+    }];
+    assert!(wf.check().unwrap_err().0.contains("only an action run by hand asks for input"));
 }
