@@ -106,6 +106,10 @@ entity_id!(
     WorkflowId
 );
 entity_id!(
+    /// A named data source (all its versions).
+    DataSourceId
+);
+entity_id!(
     /// A demand: one submission of a form, and its life in the workflow.
     DemandId
 );

@@ -5,8 +5,10 @@ use std::sync::Arc;
 
 use actors::Services;
 use actors::access::{Action, Principal, authorize};
+use actors::demands::data_source::{DataSourceDef, DataSourceKind};
 use actors::demands::form::{
-    Choice, Choices, Field, FieldKind, FormDef, Prefill, ProfileField, Required, Validation,
+    Choice, Choices, Field, FieldKind, FormDef, FormKind, Prefill, ProfileField, Required,
+    Validation,
 };
 use actors::demands::model::{HistoryEntry, HistoryKind, Operation, SubmissionChannel, Trigger};
 use actors::demands::workflow::{
@@ -14,7 +16,7 @@ use actors::demands::workflow::{
     TimeoutTrigger, Visibility, WebhookTrigger, Who, WorkflowDef,
 };
 use actors::demands::{DemandView, OfferedKind, Submission, acting};
-use actors::ids::{AccountId, DemandId, FormId, WorkflowId};
+use actors::ids::{AccountId, DataSourceId, DemandId, FormId, WorkflowId};
 use async_graphql::{
     Context, Enum, ID, InputObject, Json, Object, OneofObject, SimpleObject, Subscription,
 };
@@ -119,6 +121,17 @@ pub enum PrefillInput {
     User(ProfileFieldName),
     /// A text or template.
     Template(String),
+    /// A field of the person's newest card of a card model.
+    Card(CardPrefillInput),
+}
+
+/// A prefill from the person's card.
+#[derive(InputObject, Clone)]
+pub struct CardPrefillInput {
+    /// The card model's slug.
+    pub model: String,
+    /// The card's field.
+    pub field: String,
 }
 
 /// One field of a form (type-specific settings are ignored by other types).
@@ -165,6 +178,10 @@ pub struct FieldInput {
     pub meeting_type: Option<String>,
     /// ITEM, ITEMS: a JSON web service answering `{"data": [{"id", "text"}]}`.
     pub web_service: Option<String>,
+    /// ITEM, ITEMS: the cards of this card model (slug), shown by their digest.
+    pub card_model: Option<String>,
+    /// ITEM, ITEMS: this named data source (slug).
+    pub data_source: Option<String>,
     /// FILE: largest file in bytes (default 10 MiB, at most 25 MiB).
     pub max_bytes: Option<u64>,
     /// FILE: accepted types (`application/pdf`, `image/*`); any when empty.
@@ -178,10 +195,16 @@ pub struct FieldInput {
 }
 
 fn choices_of(f: &FieldInput) -> async_graphql::Result<Choices> {
-    let given = [f.choices.is_some(), f.agenda.is_some(), f.web_service.is_some()];
+    let given = [
+        f.choices.is_some(),
+        f.agenda.is_some(),
+        f.web_service.is_some(),
+        f.card_model.is_some(),
+        f.data_source.is_some(),
+    ];
     if given.iter().filter(|g| **g).count() != 1 {
         return Err(BadInput(format!(
-            "field {:?}: give exactly one of choices, agenda, webService",
+            "field {:?}: give exactly one of choices, agenda, webService, cardModel, dataSource",
             f.id
         )))
         .gql();
@@ -195,6 +218,10 @@ fn choices_of(f: &FieldInput) -> async_graphql::Result<Choices> {
         }
     } else if let Some(agenda) = &f.agenda {
         Choices::Agenda { agenda: agenda.clone(), meeting_type: f.meeting_type.clone() }
+    } else if let Some(model) = &f.card_model {
+        Choices::Cards { model: model.clone() }
+    } else if let Some(slug) = &f.data_source {
+        Choices::DataSource { slug: slug.clone() }
     } else {
         Choices::WebService { url: f.web_service.clone().unwrap_or_default() }
     })
@@ -260,6 +287,7 @@ fn field_of(f: FieldInput) -> async_graphql::Result<Field> {
                 ProfileFieldName::Phone => ProfileField::Phone,
             }),
             PrefillInput::Template(t) => Prefill::Template(t),
+            PrefillInput::Card(c) => Prefill::Card { model: c.model, field: c.field },
         }),
         read_only: f.read_only,
         in_listing: f.in_listing,
@@ -276,10 +304,24 @@ pub struct FunctionRole {
     pub role: String,
 }
 
-/// A form.
+/// What a definition of fields is.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug, Default)]
+pub enum FormKindName {
+    /// A form citizens and agents fill in.
+    #[default]
+    Form,
+    /// A card model: its demands are cards that agents keep (and workflows create), listed by
+    /// `cards`, offered as choices (`cardModel` of a field) and prefilling forms.
+    CardModel,
+}
+
+/// A form (or a card model).
 #[derive(InputObject)]
 pub struct FormInput {
-    /// URL name, unique.
+    /// A form or a card model.
+    #[graphql(default)]
+    pub kind: FormKindName,
+    /// URL name, unique among forms and card models.
     pub slug: String,
     /// Title.
     pub title: String,
@@ -313,6 +355,10 @@ pub struct FormInput {
 fn form_of(id: FormId, input: FormInput) -> async_graphql::Result<FormDef> {
     Ok(FormDef {
         id,
+        kind: match input.kind {
+            FormKindName::Form => FormKind::Form,
+            FormKindName::CardModel => FormKind::CardModel,
+        },
         slug: input.slug,
         title: input.title,
         description: input.description,
@@ -741,6 +787,10 @@ pub struct FormField {
     pub agenda: Option<String>,
     /// The web service giving the choices.
     pub web_service: Option<String>,
+    /// The card model whose cards are the choices.
+    pub card_model: Option<String>,
+    /// The named data source giving the choices.
+    pub data_source: Option<String>,
     /// FILE: largest file in bytes.
     pub max_bytes: Option<u64>,
     /// FILE: accepted types.
@@ -778,6 +828,11 @@ fn field_view(f: &Field) -> FormField {
         FieldKind::Title => (FieldType::Title, None, None, None, None, None),
         FieldKind::Comment => (FieldType::Comment, None, None, None, None, None),
     };
+    let (card_model, data_source) = match choices {
+        Some(Choices::Cards { model }) => (Some(model.clone()), None),
+        Some(Choices::DataSource { slug }) => (None, Some(slug.clone())),
+        _ => (None, None),
+    };
     let (written, agenda, web_service) = match choices {
         Some(Choices::Static { items }) => (
             Some(
@@ -795,7 +850,7 @@ fn field_view(f: &Field) -> FormField {
         ),
         Some(Choices::Agenda { agenda, .. }) => (None, Some(agenda.clone()), None),
         Some(Choices::WebService { url }) => (None, None, Some(url.clone())),
-        None => (None, None, None),
+        Some(Choices::Cards { .. } | Choices::DataSource { .. }) | None => (None, None, None),
     };
     let (max_bytes, file_types) = match &f.kind {
         FieldKind::File { max_bytes, types } => (Some(*max_bytes), Some(types.clone())),
@@ -825,6 +880,8 @@ fn field_view(f: &Field) -> FormField {
         choices: written,
         agenda,
         web_service,
+        card_model,
+        data_source,
         fields,
         max_items,
     }
@@ -842,6 +899,13 @@ impl Form {
     /// URL name.
     async fn slug(&self) -> &str {
         &self.0.slug
+    }
+    /// A form or a card model.
+    async fn kind(&self) -> FormKindName {
+        match self.0.kind {
+            FormKind::Form => FormKindName::Form,
+            FormKind::CardModel => FormKindName::CardModel,
+        }
     }
     /// Title.
     async fn title(&self) -> &str {
@@ -1481,10 +1545,66 @@ pub struct DemandsQuery;
 
 #[Object]
 impl DemandsQuery {
-    /// Every form.
-    async fn forms(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Form>> {
+    /// Every form (`kind: CARD_MODEL`: every card model).
+    async fn forms(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default)] kind: FormKindName,
+    ) -> async_graphql::Result<Vec<Form>> {
         let services = ctx.data::<Services>()?;
-        Ok(services.demands.forms().await.gql()?.into_iter().map(|f| Form(Arc::new(f))).collect())
+        let wanted = match kind {
+            FormKindName::Form => FormKind::Form,
+            FormKindName::CardModel => FormKind::CardModel,
+        };
+        Ok(services
+            .demands
+            .forms()
+            .await
+            .gql()?
+            .into_iter()
+            .filter(|f| f.kind == wanted)
+            .map(|f| Form(Arc::new(f)))
+            .collect())
+    }
+
+    /// The choices a field of a form offers now: its written list, or the events or slots of
+    /// its agenda, its web service's list, the cards of its card model, its data source's.
+    async fn field_choices(
+        &self,
+        ctx: &Context<'_>,
+        form: String,
+        field: String,
+    ) -> async_graphql::Result<Vec<ChoiceItem>> {
+        let services = ctx.data::<Services>()?;
+        Ok(services
+            .demands
+            .field_choices(&form, &field)
+            .await
+            .gql()?
+            .into_iter()
+            .map(|c| ChoiceItem { id: c.id, text: c.text, disabled: c.disabled })
+            .collect())
+    }
+
+    /// The cards of a card model the caller may see, by digest.
+    async fn cards(
+        &self,
+        ctx: &Context<'_>,
+        model: String,
+        #[graphql(default = 100)] first: u32,
+    ) -> async_graphql::Result<Vec<Demand>> {
+        let caller = ctx.data::<Caller>()?;
+        caller.account()?;
+        let services = ctx.data::<Services>()?;
+        let views = services.demands.cards(&model, first.min(1_000)).await.gql()?;
+        Ok(views.into_iter().filter_map(|v| demand_for(caller, v).ok()).collect())
+    }
+
+    /// Every named data source (administrators).
+    async fn data_sources(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<DataSource>> {
+        ctx.data::<Caller>()?.may(Action::ManageForms)?;
+        let services = ctx.data::<Services>()?;
+        Ok(services.demands.data_sources().await.gql()?.into_iter().map(DataSource).collect())
     }
 
     /// One form by slug.
@@ -1782,6 +1902,67 @@ impl DemandsMutation {
         Ok(Form(Arc::new(saved)))
     }
 
+    /// Creates a named data source (administrators).
+    async fn create_data_source(
+        &self,
+        ctx: &Context<'_>,
+        input: DataSourceInput,
+    ) -> async_graphql::Result<DataSource> {
+        let caller = ctx.data::<Caller>()?;
+        caller.may(Action::ManageForms)?;
+        let services = ctx.data::<Services>()?;
+        let def = data_source_of(DataSourceId::new(), input)?;
+        let saved = services
+            .demands
+            .save_data_source(def, None, caller.principal.account_id())
+            .await
+            .gql()?;
+        Ok(DataSource(saved))
+    }
+
+    /// Saves a new version of a data source (administrators): every form naming it follows.
+    /// `version` is the one edited: `CONFLICT` if someone saved since.
+    async fn update_data_source(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        version: u32,
+        input: DataSourceInput,
+    ) -> async_graphql::Result<DataSource> {
+        let caller = ctx.data::<Caller>()?;
+        caller.may(Action::ManageForms)?;
+        let services = ctx.data::<Services>()?;
+        let def = data_source_of(parse_id(&id, "data source")?, input)?;
+        let saved = services
+            .demands
+            .save_data_source(def, Some(version), caller.principal.account_id())
+            .await
+            .gql()?;
+        Ok(DataSource(saved))
+    }
+
+    /// Saves an old version of a data source again as its newest (administrators).
+    async fn restore_data_source(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        version: u32,
+    ) -> async_graphql::Result<DataSource> {
+        let caller = ctx.data::<Caller>()?;
+        caller.may(Action::ManageForms)?;
+        let services = ctx.data::<Services>()?;
+        let saved = services
+            .demands
+            .restore_data_source(
+                parse_id(&id, "data source")?,
+                version,
+                caller.principal.account_id(),
+            )
+            .await
+            .gql()?;
+        Ok(DataSource(saved))
+    }
+
     /// Saves an old version of a workflow again as its newest (administrators).
     async fn restore_workflow(
         &self,
@@ -1998,5 +2179,99 @@ impl DemandsSubscription {
             }
         });
         Ok(until_session_ends(stream::once(async move { first }).chain(updates), session))
+    }
+}
+
+// ---- named data sources ------------------------------------------------------------------------
+
+/// A named data source: exactly one of `choices`, `webService`, `cardModel`.
+#[derive(InputObject)]
+pub struct DataSourceInput {
+    /// Unique name fields refer to (`dataSource` of a field).
+    pub slug: String,
+    /// Name.
+    pub name: String,
+    /// A written list.
+    pub choices: Option<Vec<ChoiceItem>>,
+    /// A JSON web service answering `{"data": [{"id", "text"}]}`.
+    pub web_service: Option<String>,
+    /// The cards of a card model.
+    pub card_model: Option<String>,
+}
+
+fn data_source_of(
+    id: DataSourceId,
+    input: DataSourceInput,
+) -> async_graphql::Result<DataSourceDef> {
+    let source = match (input.choices, input.web_service, input.card_model) {
+        (Some(items), None, None) => DataSourceKind::Static {
+            items: items
+                .into_iter()
+                .map(|c| Choice { id: c.id, text: c.text, disabled: c.disabled })
+                .collect(),
+        },
+        (None, Some(url), None) => DataSourceKind::WebService { url },
+        (None, None, Some(model)) => DataSourceKind::Cards { model },
+        _ => {
+            return Err(BadInput(format!(
+                "data source {:?}: give exactly one of choices, webService, cardModel",
+                input.slug
+            )))
+            .gql();
+        }
+    };
+    Ok(DataSourceDef { id, slug: input.slug, name: input.name, source, version: 1 })
+}
+
+/// A named data source, shared by the fields that name it.
+pub struct DataSource(pub DataSourceDef);
+
+#[Object]
+impl DataSource {
+    /// Identifier (stable across versions; `definitionVersions` lists them).
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    /// Unique name.
+    async fn slug(&self) -> &str {
+        &self.0.slug
+    }
+    /// Name.
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+    /// Version.
+    async fn version(&self) -> u32 {
+        self.0.version
+    }
+    /// The written list, when it is one.
+    async fn choices(&self) -> Option<Vec<ChoiceItem>> {
+        match &self.0.source {
+            DataSourceKind::Static { items } => Some(
+                items
+                    .iter()
+                    .map(|c| ChoiceItem {
+                        id: c.id.clone(),
+                        text: c.text.clone(),
+                        disabled: c.disabled,
+                    })
+                    .collect(),
+            ),
+            _ => None,
+        }
+    }
+    /// The web service, when it is one.
+    async fn web_service(&self) -> Option<&str> {
+        match &self.0.source {
+            DataSourceKind::WebService { url } => Some(url),
+            _ => None,
+        }
+    }
+    /// The card model, when it lists cards.
+    async fn card_model(&self) -> Option<&str> {
+        match &self.0.source {
+            DataSourceKind::Cards { model } => Some(model),
+            _ => None,
+        }
     }
 }

@@ -1656,3 +1656,286 @@ fn global_actions_run_by_hand_with_input_on_timeouts_and_on_webhooks() {
         server.stop().await;
     });
 }
+
+/// Runs `query` and returns its data, failing the test on an error.
+async fn ok(client: &GraphqlClient, query: &str, vars: Value) -> Value {
+    let r = client.request(query, vars).await.unwrap();
+    assert!(r.is_ok(), "{query}: {}", r.body);
+    r.data().clone()
+}
+
+const CREATE_DATA_SOURCE: &str =
+    "mutation($input: DataSourceInput!) { createDataSource(input: $input) { id slug version } }";
+
+fn card_model(slug: &str, workflow: &str, fields: Value, digest: &str) -> Value {
+    json!({ "kind": "CARD_MODEL", "slug": slug, "title": slug, "workflowId": workflow,
+            "functionRoles": [{ "function": "keeper", "role": "education" }],
+            "backofficeSubmissionRoles": ["education"], "digestTemplate": digest, "fields": fields })
+}
+
+#[test]
+fn card_models_and_data_sources_feed_forms_and_travel_in_bundles() {
+    run(async {
+        let source = TestServer::start().await;
+        let admin = source.admin().await;
+        let education = account(&admin, &source, "e@mairie.test", &["education"]).await;
+        let fiche = ok(
+            &admin,
+            CREATE_WORKFLOW,
+            json!({ "input": {
+            "slug": "fiche", "name": "Fiche", "functions": ["keeper"],
+            "statuses": [{ "id": "recorded", "name": "Recorded" }] } }),
+        )
+        .await["createWorkflow"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let schools = card_model(
+            "ecoles",
+            &fiche,
+            json!([{ "id": "name", "label": "Name", "type": "STRING", "required": "REQUIRED" },
+                   { "id": "quarter", "label": "Quarter", "type": "ITEM", "required": "REQUIRED", "dataSource": "quartiers" }]),
+            "{{ form_var_name }} ({{ form_var_quarter }})",
+        );
+        // A field naming a data source that does not exist is refused.
+        let r = admin.request(CREATE_FORM, json!({ "input": schools })).await.unwrap();
+        assert_eq!(r.error_code(), Some("BAD_USER_INPUT"), "{}", r.body);
+        assert!(r.body.to_string().contains("no data source"), "{}", r.body);
+        let quarters = ok(
+            &admin,
+            CREATE_DATA_SOURCE,
+            json!({ "input": { "slug": "quartiers", "name": "Quartiers",
+            "choices": [{ "id": "nord", "text": "Nord" }, { "id": "sud", "text": "Sud" }] } }),
+        )
+        .await["createDataSource"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        ok(&admin, CREATE_FORM, json!({ "input": schools })).await;
+        let families = card_model(
+            "familles",
+            &fiche,
+            json!([{ "id": "child", "label": "Child", "type": "STRING", "required": "REQUIRED" }]),
+            "{{ form_var_child }}",
+        );
+        ok(&admin, CREATE_FORM, json!({ "input": families })).await;
+        let badges = card_model(
+            "badges",
+            &fiche,
+            json!([{ "id": "holder", "label": "Holder", "type": "STRING", "required": "REQUIRED" }]),
+            "{{ form_var_holder }}",
+        );
+        ok(&admin, CREATE_FORM, json!({ "input": badges })).await;
+        // A form listing schools, prefilled from the family's card, creating a badge card.
+        let canteen_wf = ok(
+            &admin,
+            CREATE_WORKFLOW,
+            json!({ "input": {
+            "slug": "cantine", "name": "Cantine", "functions": ["receiver"],
+            "statuses": [{ "id": "new", "name": "New", "items": [
+                { "id": "badge", "type": "CREATE_DEMAND", "form": "badges",
+                  "values": [{ "field": "holder", "template": "{{ form_var_child }}" }] }] }] } }),
+        )
+        .await["createWorkflow"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let mut canteen = json!({ "slug": "cantine", "title": "Cantine", "workflowId": canteen_wf,
+            "functionRoles": [{ "function": "receiver", "role": "education" }],
+            "fields": [
+                { "id": "school", "label": "School", "type": "ITEM", "required": "REQUIRED", "cardModel": "nope" },
+                { "id": "child", "label": "Child", "type": "STRING", "readOnly": true,
+                  "prefill": { "card": { "model": "familles", "field": "child" } } }] });
+        let r = admin.request(CREATE_FORM, json!({ "input": canteen })).await.unwrap();
+        assert_eq!(r.error_code(), Some("BAD_USER_INPUT"), "{}", r.body);
+        canteen["fields"][0]["cardModel"] = json!("ecoles");
+        ok(&admin, CREATE_FORM, json!({ "input": canteen })).await;
+
+        // Agents keep cards; citizens may not write them.
+        let (citizen, citizen_id) = source
+            .client()
+            .register("c@citoyens.test", PASSWORD, "Camille", "Martin")
+            .await
+            .unwrap();
+        let r = submit(&citizen, "ecoles", json!({ "name": "École X", "quarter": "nord" })).await;
+        assert_eq!(r.error_code(), Some("FORBIDDEN"), "{}", r.body);
+        let r = submit(&education, "ecoles", json!({ "name": "École Y", "quarter": "est" })).await;
+        assert_eq!(r.error_code(), Some("BAD_USER_INPUT"), "{}", r.body);
+        for (name, quarter) in [("École Pasteur", "sud"), ("École Jules Verne", "nord")] {
+            let r = submit(&education, "ecoles", json!({ "name": name, "quarter": quarter })).await;
+            assert!(r.is_ok(), "{}", r.body);
+        }
+        let r = education
+            .request(
+                SUBMIT,
+                json!({ "input": { "form": "familles", "channel": "COUNTER",
+                "onBehalfOf": citizen_id, "answers": { "child": "Léa" } } }),
+            )
+            .await
+            .unwrap();
+        assert!(r.is_ok(), "{}", r.body);
+
+        // The form lists the schools by digest and is prefilled from the family's card.
+        let choices = ok(
+            &citizen,
+            "{ fieldChoices(form: \"cantine\", field: \"school\") { id text } }",
+            json!({}),
+        )
+        .await;
+        let texts: Vec<&str> = choices["fieldChoices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["text"].as_str().unwrap())
+            .collect();
+        assert_eq!(texts, ["École Jules Verne (Nord)", "École Pasteur (Sud)"]);
+        let school = choices["fieldChoices"][0]["id"].as_str().unwrap().to_owned();
+        let r = submit(&citizen, "cantine", json!({ "school": school, "child": "forged" })).await;
+        assert!(r.is_ok(), "{}", r.body);
+        let data = &r.data()["submitDemand"]["demand"]["data"];
+        assert_eq!(data["school"], json!({ "id": school, "text": "École Jules Verne (Nord)" }));
+        assert_eq!(data["child"], "Léa");
+        let r = submit(&citizen, "cantine", json!({ "school": "not-a-card" })).await;
+        assert_eq!(r.error_code(), Some("BAD_USER_INPUT"), "{}", r.body);
+
+        // The workflow created a badge card, which the card keepers see and the citizen's
+        // listing of schools does not show.
+        let cards = "query($m: String!) { cards(model: $m) { digest data } }";
+        let badges = ok(&education, cards, json!({ "m": "badges" })).await;
+        assert_eq!(badges["cards"].as_array().unwrap().len(), 1, "{badges}");
+        assert_eq!(badges["cards"][0]["data"]["holder"], "Léa");
+        let seen = ok(&citizen, cards, json!({ "m": "ecoles" })).await;
+        assert_eq!(seen["cards"], json!([]));
+        let r = citizen.request(cards, json!({ "m": "cantine" })).await.unwrap();
+        assert_eq!(r.error_code(), Some("NOT_FOUND"), "a form is not a card model: {}", r.body);
+        let models = ok(&admin, "{ forms(kind: CARD_MODEL) { slug kind } }", json!({})).await;
+        let slugs: Vec<&str> = models["forms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["slug"].as_str().unwrap())
+            .collect();
+        assert_eq!(slugs, ["badges", "ecoles", "familles"]);
+        let forms = ok(&citizen, "{ forms { slug } }", json!({})).await;
+        assert_eq!(forms["forms"], json!([{ "slug": "cantine" }]));
+
+        // Data sources keep their versions; forms follow the current one.
+        let update = "mutation($id: ID!, $v: Int!, $input: DataSourceInput!) { updateDataSource(id: $id, version: $v, input: $input) { version choices { id } } }";
+        let three = json!({ "slug": "quartiers", "name": "Quartiers", "choices": [
+            { "id": "nord", "text": "Nord" }, { "id": "sud", "text": "Sud" }, { "id": "est", "text": "Est" }] });
+        let r = ok(&admin, update, json!({ "id": quarters, "v": 1, "input": three })).await;
+        assert_eq!(r["updateDataSource"]["version"], 2);
+        let r =
+            admin.request(update, json!({ "id": quarters, "v": 1, "input": three })).await.unwrap();
+        assert_eq!(r.error_code(), Some("CONFLICT"), "{}", r.body);
+        let r =
+            submit(&education, "ecoles", json!({ "name": "École Est", "quarter": "est" })).await;
+        assert!(r.is_ok(), "the new choice is offered at once: {}", r.body);
+        let versions = ok(
+            &admin,
+            "query($id: ID!) { definitionVersions(id: $id) { version } }",
+            json!({ "id": quarters }),
+        )
+        .await;
+        assert_eq!(versions["definitionVersions"].as_array().unwrap().len(), 2);
+        let r = ok(&admin, "mutation($id: ID!) { restoreDataSource(id: $id, version: 1) { version choices { id } } }", json!({ "id": quarters })).await;
+        assert_eq!(
+            r["restoreDataSource"],
+            json!({ "version": 3, "choices": [{ "id": "nord" }, { "id": "sud" }] })
+        );
+
+        // Everything travels in the bundle, and imports as a whole or not at all.
+        let (status, bundle) = download(&admin, "/api/bundle.zip").await;
+        assert_eq!(status, 200);
+        let target = TestServer::start().await;
+        let target_admin = target.admin().await;
+        let import = "mutation($file: Upload!) { importBundle(file: $file) { created unchanged conflicts { name } } }";
+        // The same bundle with the canteen form pointing at a card model nobody has.
+        let broken = {
+            let mut from = zip::ZipArchive::new(std::io::Cursor::new(bundle.clone())).unwrap();
+            let mut out = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+            for i in 0..from.len() {
+                let mut entry = from.by_index(i).unwrap();
+                let name = entry.name().unwrap().to_string();
+                let mut content = String::new();
+                std::io::Read::read_to_string(&mut entry, &mut content).unwrap();
+                if name == "forms/cantine.json" {
+                    content = content.replace("\"ecoles\"", "\"lycees\"");
+                }
+                out.start_file(name, zip::write::SimpleFileOptions::default()).unwrap();
+                std::io::Write::write_all(&mut out, content.as_bytes()).unwrap();
+            }
+            out.finish().unwrap().into_inner()
+        };
+        let r = multipart(
+            &target_admin,
+            import,
+            json!({ "file": null }),
+            "b.zip",
+            "application/zip",
+            &broken,
+        )
+        .await;
+        assert_eq!(r.error_code(), Some("BAD_USER_INPUT"), "{}", r.body);
+        assert!(r.body.to_string().contains("lycees"), "{}", r.body);
+        let nothing = ok(
+            &target_admin,
+            "{ forms(kind: CARD_MODEL) { slug } dataSources { slug } workflows { slug } }",
+            json!({}),
+        )
+        .await;
+        assert_eq!(
+            nothing,
+            json!({ "forms": [], "dataSources": [], "workflows": [] }),
+            "nothing half-imported"
+        );
+        let r = multipart(
+            &target_admin,
+            import,
+            json!({ "file": null }),
+            "b.zip",
+            "application/zip",
+            &bundle,
+        )
+        .await;
+        assert!(r.is_ok(), "{}", r.body);
+        let mut created: Vec<String> =
+            serde_json::from_value(r.data()["importBundle"]["created"].clone()).unwrap();
+        created.sort();
+        assert_eq!(
+            created,
+            [
+                "data-source:quartiers",
+                "form:badges",
+                "form:cantine",
+                "form:ecoles",
+                "form:familles",
+                "workflow:cantine",
+                "workflow:fiche"
+            ]
+        );
+        let r = multipart(
+            &target_admin,
+            import,
+            json!({ "file": null }),
+            "b.zip",
+            "application/zip",
+            &bundle,
+        )
+        .await;
+        assert_eq!(
+            r.data()["importBundle"]["unchanged"].as_array().unwrap().len(),
+            7,
+            "{}",
+            r.body
+        );
+        let imported =
+            ok(&target_admin, "{ dataSources { slug version choices { id } } }", json!({})).await;
+        assert_eq!(
+            imported["dataSources"][0]["choices"],
+            json!([{ "id": "nord" }, { "id": "sud" }])
+        );
+        source.stop().await;
+        target.stop().await;
+    });
+}

@@ -1,5 +1,5 @@
-//! Application bundles: an instance's workflows and forms, with the roles and categories they
-//! name, as one zip of JSON that imports into another instance.
+//! Application bundles: an instance's workflows, forms, card models and named data sources, with
+//! the roles and categories they name, as one zip of JSON that imports into another instance.
 //!
 //! Import matches definitions by slug, not by id, so that importing the same bundle twice
 //! changes nothing the second time; a definition that exists with other content is a conflict,
@@ -12,6 +12,7 @@ use std::io::{Read, Seek, Write};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
+use super::data_source::DataSourceDef;
 use super::form::FormDef;
 use super::model::DemandError;
 use super::workflow::WorkflowDef;
@@ -30,8 +31,10 @@ const MAX_ENTRY_BYTES: u64 = 5 << 20;
 pub struct Bundle {
     /// Workflows.
     pub workflows: Vec<WorkflowDef>,
-    /// Forms.
+    /// Forms and card models.
     pub forms: Vec<FormDef>,
+    /// Named data sources.
+    pub data_sources: Vec<DataSourceDef>,
     /// Agent roles the definitions name (functions, summary and submission roles).
     pub roles: Vec<String>,
     /// Categories of the forms.
@@ -45,13 +48,19 @@ struct Manifest {
     created_at: String,
     workflows: Vec<String>,
     forms: Vec<String>,
+    #[serde(default)]
+    data_sources: Vec<String>,
     roles: Vec<String>,
     categories: Vec<String>,
 }
 
 impl Bundle {
     /// A bundle of these definitions, with the roles and categories they name.
-    pub fn of(workflows: Vec<WorkflowDef>, forms: Vec<FormDef>) -> Self {
+    pub fn of(
+        workflows: Vec<WorkflowDef>,
+        forms: Vec<FormDef>,
+        data_sources: Vec<DataSourceDef>,
+    ) -> Self {
         let mut roles = BTreeSet::new();
         let mut categories = BTreeSet::new();
         for f in &forms {
@@ -63,6 +72,7 @@ impl Bundle {
         Self {
             workflows,
             forms,
+            data_sources,
             roles: roles.into_iter().collect(),
             categories: categories.into_iter().collect(),
         }
@@ -80,6 +90,7 @@ impl Bundle {
             created_at: Timestamp::now().to_string(),
             workflows: self.workflows.iter().map(|w| w.slug.clone()).collect(),
             forms: self.forms.iter().map(|f| f.slug.clone()).collect(),
+            data_sources: self.data_sources.iter().map(|d| d.slug.clone()).collect(),
             roles: self.roles.clone(),
             categories: self.categories.clone(),
         };
@@ -90,6 +101,9 @@ impl Bundle {
         }
         for f in &self.forms {
             entries.push((format!("forms/{}.json", f.slug), to_json(f)?));
+        }
+        for d in &self.data_sources {
+            entries.push((format!("data-sources/{}.json", d.slug), to_json(d)?));
         }
         for (name, bytes) in entries {
             zip.start_file(name, options).map_err(failed)?;
@@ -139,6 +153,12 @@ impl Bundle {
             let f: FormDef = serde_json::from_slice(&read_entry(&name)?)
                 .map_err(|e| bad(format!("{name}: {e}")))?;
             bundle.forms.push(f);
+        }
+        for slug in &manifest.data_sources {
+            let name = format!("data-sources/{slug}.json");
+            let d: DataSourceDef = serde_json::from_slice(&read_entry(&name)?)
+                .map_err(|e| bad(format!("{name}: {e}")))?;
+            bundle.data_sources.push(d);
         }
         Ok(bundle)
     }

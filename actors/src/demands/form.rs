@@ -24,11 +24,28 @@ pub const MAX_TEXT_CHARS: usize = 100_000;
 /// Days a draft lives when the form does not say (as in w.c.s.).
 pub const DEFAULT_DRAFT_DAYS: u32 = 100;
 
+/// What a definition of fields is: a form citizens (and agents) fill in, or a card model whose
+/// demands are cards ("fiches": structured records agents keep, such as equipment, schools or
+/// families) that forms list as choices and prefill from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FormKind {
+    /// A form.
+    #[default]
+    Form,
+    /// A card model: cards are written by agents of its submission roles (and by workflows),
+    /// never submitted on the web.
+    CardModel,
+}
+
 /// A form as administrators define it. Saving it makes a new version; demands keep theirs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FormDef {
     /// Identifier, stable across versions.
     pub id: FormId,
+    /// A form or a card model.
+    #[serde(default)]
+    pub kind: FormKind,
     /// URL name, unique.
     pub slug: String,
     /// Title shown to citizens.
@@ -141,6 +158,13 @@ pub enum Prefill {
     User(ProfileField),
     /// A fixed text or a template.
     Template(String),
+    /// A field of the user's card of a card model (the newest card linked to them).
+    Card {
+        /// The card model's slug.
+        model: String,
+        /// The card's field.
+        field: String,
+    },
 }
 
 /// The profile fields a form may read.
@@ -278,6 +302,16 @@ pub enum Choices {
         /// Its URL (http or https).
         url: String,
     },
+    /// The cards of a card model: the card's id, shown by its digest.
+    Cards {
+        /// The card model's slug.
+        model: String,
+    },
+    /// A named data source defined once and shared by forms (kept with its versions).
+    DataSource {
+        /// Its slug.
+        slug: String,
+    },
 }
 
 /// One choice.
@@ -331,6 +365,11 @@ impl FormDef {
         if self.title.trim().is_empty() {
             return Err(DefinitionError("a form needs a title".into()));
         }
+        if self.kind == FormKind::CardModel && self.allow_anonymous {
+            return Err(DefinitionError(
+                "cards are written by agents: a card model takes no anonymous submissions".into(),
+            ));
+        }
         for function in self.function_roles.keys() {
             if !functions.contains(function) {
                 return Err(DefinitionError(format!(
@@ -352,6 +391,32 @@ impl FormDef {
             return Err(DefinitionError("draft lifetime: 1 to 3,650 days".into()));
         }
         Ok(())
+    }
+
+    /// The data sources and the card models its fields name (choices, prefills), each with
+    /// the field naming it.
+    pub fn references(&self) -> References {
+        let mut refs = References::default();
+        let mut stack: Vec<&Field> = self.fields.iter().collect();
+        while let Some(f) = stack.pop() {
+            match &f.kind {
+                FieldKind::Block { fields, .. } => stack.extend(fields.iter()),
+                FieldKind::Item { choices } | FieldKind::Items { choices, .. } => match choices {
+                    Choices::Cards { model } => {
+                        refs.card_models.push((f.id.clone(), model.clone()));
+                    }
+                    Choices::DataSource { slug } => {
+                        refs.data_sources.push((f.id.clone(), slug.clone()));
+                    }
+                    _ => {}
+                },
+                _ => {}
+            }
+            if let Some(Prefill::Card { model, .. }) = &f.prefill {
+                refs.card_models.push((f.id.clone(), model.clone()));
+            }
+        }
+        refs
     }
 
     /// Every field holding a value, blocks' sub-fields not included.
@@ -390,8 +455,14 @@ fn check_fields(
         if let Some(v) = &f.validation {
             regex::Regex::new(&v.regex).map_err(|e| at(format!("regular expression: {e}")))?;
         }
-        if let Some(Prefill::Template(t)) = &f.prefill {
-            template::check_template(t).map_err(|e| at(format!("prefill: {e}")))?;
+        match &f.prefill {
+            Some(Prefill::Template(t)) => {
+                template::check_template(t).map_err(|e| at(format!("prefill: {e}")))?;
+            }
+            Some(Prefill::Card { model, field }) if !is_slug(model) || !is_identifier(field) => {
+                return Err(at(format!("prefill from card {model:?}, field {field:?}")));
+            }
+            _ => {}
         }
         if f.read_only && f.prefill.is_none() {
             return Err(at("a read-only field needs a prefill".into()));
@@ -438,7 +509,7 @@ fn check_fields(
     Ok(count)
 }
 
-fn check_choices(choices: &Choices) -> Result<(), String> {
+pub(super) fn check_choices(choices: &Choices) -> Result<(), String> {
     match choices {
         Choices::Static { items } => {
             if items.is_empty() {
@@ -458,8 +529,23 @@ fn check_choices(choices: &Choices) -> Result<(), String> {
         {
             Err(format!("web service {url:?}: an http or https URL"))
         }
+        Choices::Cards { model } if !is_slug(model) => {
+            Err(format!("card model {model:?} is not a slug"))
+        }
+        Choices::DataSource { slug } if !is_slug(slug) => {
+            Err(format!("data source {slug:?} is not a slug"))
+        }
         _ => Ok(()),
     }
+}
+
+/// What a form names elsewhere: `(field, slug)` pairs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct References {
+    /// Named data sources.
+    pub data_sources: Vec<(String, String)>,
+    /// Card models (choices and prefills).
+    pub card_models: Vec<(String, String)>,
 }
 
 /// Who submits, and what the form may read about them.
@@ -475,6 +561,8 @@ pub struct SubmissionContext {
     pub uploader: Option<crate::ids::AccountId>,
     /// The uploads the answers name, by id.
     pub uploads: HashMap<String, super::attachments::Upload>,
+    /// The data of the person's cards that fields prefill from, by card model slug.
+    pub cards: HashMap<String, Map<String, Value>>,
 }
 
 /// Profile values forms may be prefilled with.
@@ -710,6 +798,11 @@ fn prefilled(field: &Field, ctx: &SubmissionContext, vars: &Value) -> Option<Val
     match field.prefill.as_ref()? {
         Prefill::User(p) => ctx.profile.as_ref()?.get(*p).map(Value::String),
         Prefill::Template(t) => template::render(t, vars).ok().map(Value::String),
+        Prefill::Card { model, field: from } => match ctx.cards.get(model)?.get(from)? {
+            // A choice of the card prefills with its id, which the field checks again.
+            Value::Object(o) if o.contains_key("id") => o.get("id").cloned(),
+            v => Some(v.clone()),
+        },
     }
     .filter(|v| !is_empty(v))
 }

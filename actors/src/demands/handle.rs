@@ -18,9 +18,11 @@ use super::actor::{
 };
 use super::attachments::{self, Attachment, Files, Upload};
 use super::bundle::{Bundle, ImportReport};
+use super::data_source::DataSourceDef;
 use super::draft::{self, Draft};
 use super::form::{
-    Choice, Choices, DefinitionError, Field, FieldKind, FormDef, Profile, SubmissionContext,
+    Choice, Choices, DefinitionError, Field, FieldKind, FormDef, FormKind, Prefill, Profile,
+    SubmissionContext,
 };
 use super::model::{
     self, Demand, DemandError, HistoryEntry, NewDemand, Operation, SubmissionChannel,
@@ -29,7 +31,7 @@ use super::tracking::{self, LookupLimiter};
 use super::workflow::{ItemKind, Visibility, WorkflowDef};
 use crate::access::{Action, Principal, authorize};
 use crate::agenda::AgendaRegistry;
-use crate::ids::{AccountId, DemandId, DraftId, FormId, WorkflowId};
+use crate::ids::{AccountId, DataSourceId, DemandId, DraftId, FormId, WorkflowId};
 use crate::live::{DemandChanged, LiveHub};
 use crate::mail::MailNotifier;
 use crate::meetings::MeetingsRegistry;
@@ -43,6 +45,8 @@ pub const MAX_CREATION_DEPTH: usize = 5;
 pub const DEFAULT_IDLE: Duration = Duration::from_secs(300);
 /// Days of an agenda offered as choices to a form.
 const AGENDA_CHOICE_DAYS: i32 = 92;
+/// Most cards a field lists as choices.
+const MAX_CARD_CHOICES: u32 = 5_000;
 
 /// A demand as read by the API, with the definitions (versions) it follows.
 #[derive(Debug, Clone)]
@@ -328,7 +332,7 @@ impl Demands {
         by: Option<AccountId>,
     ) -> Result<WorkflowDef, DemandError> {
         def.check().map_err(|e| DemandError::InvalidDefinition(e.0))?;
-        self.check_creation_cycles(Some(&def), None).await?;
+        self.check_creation_cycles(std::slice::from_ref(&def), &[]).await?;
         def.version = expected.map_or(1, |v| v + 1);
         let body = serde_json::to_string(&def).map_err(|e| DemandError::Invalid(e.to_string()))?;
         let id = def.id.to_string();
@@ -349,7 +353,8 @@ impl Demands {
     ) -> Result<FormDef, DemandError> {
         let workflow = self.workflow(def.workflow_id).await?;
         def.check(&workflow.functions).map_err(|e| DemandError::InvalidDefinition(e.0))?;
-        self.check_creation_cycles(None, Some(&def)).await?;
+        self.check_references(&def).await?;
+        self.check_creation_cycles(&[], std::slice::from_ref(&def)).await?;
         def.version = expected.map_or(1, |v| v + 1);
         let body = serde_json::to_string(&def).map_err(|e| DemandError::Invalid(e.to_string()))?;
         let id = def.id.to_string();
@@ -359,6 +364,104 @@ impl Demands {
             .await
             .map_err(store_error)?;
         Ok(def)
+    }
+
+    /// Refuses a form naming a data source or a card model that does not exist.
+    async fn check_references(&self, def: &FormDef) -> Result<(), DemandError> {
+        let refs = def.references();
+        for (field, slug) in &refs.data_sources {
+            let at = |m: String| DemandError::InvalidDefinition(format!("field {field:?}: {m}"));
+            let source = self
+                .data_source_by_slug(slug)
+                .await
+                .map_err(|_| at(format!("no data source {slug:?}")))?;
+            if let super::data_source::DataSourceKind::Cards { model } = &source.source {
+                self.card_model(model).await.map_err(|e| at(e.to_string()))?;
+            }
+        }
+        for (field, model) in &refs.card_models {
+            // A card model may list or prefill from its own cards.
+            if *model != def.slug {
+                self.card_model(model)
+                    .await
+                    .map_err(|e| DemandError::InvalidDefinition(format!("field {field:?}: {e}")))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The current version of a card model.
+    async fn card_model(&self, slug: &str) -> Result<Arc<FormDef>, DemandError> {
+        match self.form_by_slug(slug).await {
+            Ok(f) if f.kind == FormKind::CardModel => Ok(f),
+            Ok(_) => Err(DemandError::Invalid(format!("{slug:?} is a form, not a card model"))),
+            Err(_) => Err(DemandError::Invalid(format!("no card model {slug:?}"))),
+        }
+    }
+
+    /// Saves a data source: creates it (`expected` none) or makes version `expected + 1`.
+    pub async fn save_data_source(
+        &self,
+        mut def: DataSourceDef,
+        expected: Option<u32>,
+        by: Option<AccountId>,
+    ) -> Result<DataSourceDef, DemandError> {
+        def.check().map_err(|e| DemandError::InvalidDefinition(e.0))?;
+        if let super::data_source::DataSourceKind::Cards { model } = &def.source {
+            self.card_model(model).await?;
+        }
+        def.version = expected.map_or(1, |v| v + 1);
+        let body = serde_json::to_string(&def).map_err(|e| DemandError::Invalid(e.to_string()))?;
+        let id = def.id.to_string();
+        self.inner
+            .store
+            .save_definition(DefinitionKind::DataSource, &id, &def.slug, expected, &body, by)
+            .await
+            .map_err(store_error)?;
+        Ok(def)
+    }
+
+    /// The current version of a data source.
+    pub async fn data_source(&self, id: DataSourceId) -> Result<Arc<DataSourceDef>, DemandError> {
+        self.current(&id.to_string(), "data source").await
+    }
+
+    /// The current version of the data source with this slug.
+    pub async fn data_source_by_slug(&self, slug: &str) -> Result<Arc<DataSourceDef>, DemandError> {
+        let id = self
+            .inner
+            .store
+            .definition_id_by_slug(DefinitionKind::DataSource, slug)
+            .await
+            .map_err(store_error)?
+            .ok_or_else(|| DemandError::NotFound(format!("data source {slug:?}")))?;
+        self.current(&id, "data source").await
+    }
+
+    /// Every data source, by slug.
+    pub async fn data_sources(&self) -> Result<Vec<DataSourceDef>, DemandError> {
+        let bodies =
+            self.inner.store.definitions(DefinitionKind::DataSource).await.map_err(store_error)?;
+        bodies.iter().map(|b| parse(b)).collect()
+    }
+
+    /// Saves version `version` of a data source again, as its newest version.
+    pub async fn restore_data_source(
+        &self,
+        id: DataSourceId,
+        version: u32,
+        by: Option<AccountId>,
+    ) -> Result<DataSourceDef, DemandError> {
+        let current = self.data_source(id).await?;
+        let stored = self
+            .inner
+            .store
+            .definition_version(&id.to_string(), version)
+            .await
+            .map_err(store_error)?
+            .ok_or_else(|| DemandError::NotFound(format!("version {version}")))?;
+        let old: DataSourceDef = parse(&stored.body)?;
+        self.save_data_source(old, Some(current.version), by).await
     }
 
     /// The current version of a workflow.
@@ -510,7 +613,8 @@ impl Demands {
 
     /// Every workflow and form as one application bundle (a zip).
     pub async fn export_bundle(&self) -> Result<Vec<u8>, DemandError> {
-        let bundle = Bundle::of(self.workflows().await?, self.forms().await?);
+        let bundle =
+            Bundle::of(self.workflows().await?, self.forms().await?, self.data_sources().await?);
         let mut out = std::io::Cursor::new(Vec::new());
         bundle.write(&mut out)?;
         Ok(out.into_inner())
@@ -518,8 +622,10 @@ impl Demands {
 
     /// Imports a bundle: definitions are matched by slug; identical ones are left, missing ones
     /// created, different ones reported as conflicts (or saved as a new version when
-    /// `overwrite`). Every definition is checked before anything is written; `dry_run` writes
-    /// nothing and reports what would happen.
+    /// `overwrite`). Every definition and every reference (workflows, data sources, card
+    /// models, "create a demand" chains) is checked before anything is written, and
+    /// everything is written in one transaction; `dry_run` writes nothing and reports what
+    /// would happen.
     pub async fn import_bundle(
         &self,
         zip: Vec<u8>,
@@ -532,41 +638,83 @@ impl Demands {
         let invalid = |what: String, e: DefinitionError| {
             DemandError::InvalidDefinition(format!("{what}: {}", e.0))
         };
-        // Workflows first: forms point at them. Bundle ids map to this instance's ids.
+        // What each definition becomes here: `(name, kind, definition, current version)`.
+        let mut plans: Vec<(String, Planned)> = Vec::new();
+        // Card models and data sources as they will be, for the references of the others.
+        let mut card_models: std::collections::BTreeSet<String> = self
+            .forms()
+            .await?
+            .into_iter()
+            .filter(|f| f.kind == FormKind::CardModel)
+            .map(|f| f.slug)
+            .collect();
+        card_models.extend(
+            bundle.forms.iter().filter(|f| f.kind == FormKind::CardModel).map(|f| f.slug.clone()),
+        );
+        let mut data_sources: std::collections::BTreeSet<String> =
+            self.data_sources().await?.into_iter().map(|d| d.slug).collect();
+        data_sources.extend(bundle.data_sources.iter().map(|d| d.slug.clone()));
+
+        for d in &bundle.data_sources {
+            d.check().map_err(|e| invalid(format!("data source {:?}", d.slug), e))?;
+            if let super::data_source::DataSourceKind::Cards { model } = &d.source
+                && !card_models.contains(model)
+            {
+                return Err(DemandError::InvalidDefinition(format!(
+                    "data source {:?}: no card model {model:?} here or in the bundle",
+                    d.slug
+                )));
+            }
+            let mut wanted = d.clone();
+            let plan = match self.local(DefinitionKind::DataSource, &d.slug).await? {
+                None => {
+                    wanted.id =
+                        self.free_id(d.id.0).await?.map_or_else(DataSourceId::new, DataSourceId);
+                    Planned::create(DefinitionKind::DataSource, wanted.id.to_string(), &wanted)
+                }
+                Some((version, body)) => {
+                    let current: DataSourceDef = parse(&body)?;
+                    wanted.id = current.id;
+                    wanted.version = current.version;
+                    Planned::update(&wanted, &current, wanted.id.to_string(), version)
+                }
+            };
+            plans.push((format!("data-source:{}", d.slug), plan?));
+        }
+        // Workflows before forms: forms point at them. Bundle ids map to this instance's ids.
         let mut workflow_ids: HashMap<WorkflowId, WorkflowId> = HashMap::new();
         let mut functions: HashMap<WorkflowId, Vec<String>> = HashMap::new();
-        let mut plans: Vec<(String, Plan)> = Vec::new();
+        let mut new_workflows = Vec::new();
         for w in &bundle.workflows {
             w.check().map_err(|e| invalid(format!("workflow {:?}", w.slug), e))?;
-            let local = self.local(DefinitionKind::Workflow, &w.slug).await?;
             let mut wanted = w.clone();
-            let name = format!("workflow:{}", w.slug);
             // The functions forms will be checked against: those of the workflow as it will be.
             let mut effective = wanted.functions.clone();
-            let plan = match local {
+            let plan = match self.local(DefinitionKind::Workflow, &w.slug).await? {
                 None => {
                     wanted.id =
                         self.free_id(w.id.0).await?.map_or_else(WorkflowId::new, WorkflowId);
-                    Plan::CreateWorkflow(wanted.clone())
+                    Planned::create(DefinitionKind::Workflow, wanted.id.to_string(), &wanted)?
                 }
                 Some((version, body)) => {
                     let current: WorkflowDef = parse(&body)?;
                     wanted.id = current.id;
                     wanted.version = current.version;
-                    if wanted == current {
-                        Plan::Unchanged
-                    } else {
-                        if !overwrite {
-                            effective = current.functions.clone();
-                        }
-                        Plan::UpdateWorkflow(wanted.clone(), version)
+                    let plan = Planned::update(&wanted, &current, wanted.id.to_string(), version)?;
+                    if plan.is_conflict(overwrite) {
+                        effective = current.functions.clone();
                     }
+                    plan
                 }
             };
+            if plan.writes(overwrite) {
+                new_workflows.push(wanted.clone());
+            }
             workflow_ids.insert(w.id, wanted.id);
             functions.insert(wanted.id, effective);
-            plans.push((name, plan));
+            plans.push((format!("workflow:{}", w.slug), plan));
         }
+        let mut new_forms = Vec::new();
         for f in &bundle.forms {
             let mut wanted = f.clone();
             wanted.workflow_id = match workflow_ids.get(&f.workflow_id) {
@@ -585,60 +733,65 @@ impl Demands {
             };
             let fns = functions.get(&wanted.workflow_id).cloned().unwrap_or_default();
             wanted.check(&fns).map_err(|e| invalid(format!("form {:?}", f.slug), e))?;
-            let name = format!("form:{}", f.slug);
+            let refs = wanted.references();
+            if let Some((field, slug)) =
+                refs.data_sources.iter().find(|(_, s)| !data_sources.contains(s))
+            {
+                return Err(DemandError::InvalidDefinition(format!(
+                    "form {:?}, field {field:?}: no data source {slug:?} here or in the bundle",
+                    f.slug
+                )));
+            }
+            if let Some((field, slug)) =
+                refs.card_models.iter().find(|(_, s)| !card_models.contains(s))
+            {
+                return Err(DemandError::InvalidDefinition(format!(
+                    "form {:?}, field {field:?}: no card model {slug:?} here or in the bundle",
+                    f.slug
+                )));
+            }
             let plan = match self.local(DefinitionKind::Form, &f.slug).await? {
                 None => {
                     wanted.id = self.free_id(f.id.0).await?.map_or_else(FormId::new, FormId);
-                    Plan::CreateForm(wanted)
+                    Planned::create(DefinitionKind::Form, wanted.id.to_string(), &wanted)?
                 }
                 Some((version, body)) => {
                     let current: FormDef = parse(&body)?;
                     wanted.id = current.id;
                     wanted.version = current.version;
-                    if wanted == current {
-                        Plan::Unchanged
-                    } else {
-                        Plan::UpdateForm(wanted, version)
-                    }
+                    Planned::update(&wanted, &current, wanted.id.to_string(), version)?
                 }
             };
-            plans.push((name, plan));
+            if plan.writes(overwrite) {
+                new_forms.push(wanted);
+            }
+            plans.push((format!("form:{}", f.slug), plan));
         }
+        self.check_creation_cycles(&new_workflows, &new_forms).await?;
+
+        let mut writes = Vec::new();
         for (name, plan) in plans {
             match plan {
-                Plan::Unchanged => report.unchanged.push(name),
-                Plan::UpdateWorkflow(..) | Plan::UpdateForm(..) if !overwrite => {
+                Planned::Unchanged => report.unchanged.push(name),
+                Planned::Write(w) if w.expected.is_some() && !overwrite => {
                     report.conflicts.push((
                         name,
                         "exists here with other content (import with overwrite to replace it)"
                             .into(),
-                    ))
+                    ));
                 }
-                Plan::CreateWorkflow(w) => {
-                    if !dry_run {
-                        self.save_workflow(w, None, by).await?;
+                Planned::Write(w) => {
+                    if w.expected.is_some() {
+                        report.updated.push(name);
+                    } else {
+                        report.created.push(name);
                     }
-                    report.created.push(name);
-                }
-                Plan::CreateForm(f) => {
-                    if !dry_run {
-                        self.save_form(f, None, by).await?;
-                    }
-                    report.created.push(name);
-                }
-                Plan::UpdateWorkflow(w, version) => {
-                    if !dry_run {
-                        self.save_workflow(w, Some(version), by).await?;
-                    }
-                    report.updated.push(name);
-                }
-                Plan::UpdateForm(f, version) => {
-                    if !dry_run {
-                        self.save_form(f, Some(version), by).await?;
-                    }
-                    report.updated.push(name);
+                    writes.push(w);
                 }
             }
+        }
+        if !dry_run && !writes.is_empty() {
+            self.inner.store.save_definitions(&writes, by).await.map_err(store_error)?;
         }
         Ok(report)
     }
@@ -682,7 +835,9 @@ impl Demands {
                 sub.answers = draft.answers;
             }
         }
-        let (submitter, entered_by) = if sub.channel.is_back_office() {
+        // Cards are kept by agents (those the card model lets submit), whatever the channel.
+        let back_office = sub.channel.is_back_office() || form.kind == FormKind::CardModel;
+        let (submitter, entered_by) = if back_office {
             authorize(
                 principal,
                 Action::SubmitOnBehalf { roles: &form.backoffice_submission_roles },
@@ -725,11 +880,12 @@ impl Demands {
         let upload_ids = super::form::upload_ids(&form.fields, &sub.answers);
         let uploads = self.inner.store.uploads(&upload_ids).await.map_err(store_error)?;
         let ctx = SubmissionContext {
-            back_office: sub.channel.is_back_office(),
+            back_office,
             external_choices: self.external_choices(&form.fields).await?,
             profile,
             uploader: caller,
             uploads: uploads.into_iter().map(|u| (u.id.clone(), u)).collect(),
+            cards: self.prefill_cards(&form.fields, submitter).await?,
         };
         let data = super::form::validate(&form.fields, &sub.answers, &ctx, &Map::new())
             .map_err(DemandError::InvalidAnswers)?;
@@ -813,17 +969,17 @@ impl Demands {
     /// (workflow A creates a demand of a form whose workflow creates one of A's forms...).
     async fn check_creation_cycles(
         &self,
-        workflow: Option<&WorkflowDef>,
-        form: Option<&FormDef>,
+        new_workflows: &[WorkflowDef],
+        new_forms: &[FormDef],
     ) -> Result<(), DemandError> {
         let mut workflows: HashMap<WorkflowId, WorkflowDef> =
             self.workflows().await?.into_iter().map(|w| (w.id, w)).collect();
-        if let Some(w) = workflow {
+        for w in new_workflows {
             workflows.insert(w.id, w.clone());
         }
         let mut form_workflow: HashMap<String, WorkflowId> =
             self.forms().await?.into_iter().map(|f| (f.slug, f.workflow_id)).collect();
-        if let Some(f) = form {
+        for f in new_forms {
             form_workflow.insert(f.slug.clone(), f.workflow_id);
         }
         // Edges: workflow → workflows of the forms it creates.
@@ -885,14 +1041,102 @@ impl Demands {
                 }
                 _ => continue,
             };
-            let list = match choices {
-                Choices::Static { .. } => continue,
+            let resolved;
+            let choices = match choices {
+                Choices::DataSource { slug } => {
+                    resolved = self.data_source_by_slug(slug).await.map_err(|_| {
+                        DemandError::Unavailable(format!("data source {slug:?} is out of reach"))
+                    })?;
+                    resolved.source.choices()
+                }
+                other => other.clone(),
+            };
+            let list = match &choices {
+                Choices::Static { items } => items.clone(),
                 Choices::Agenda { agenda, meeting_type } => {
                     self.agenda_choices(agenda, meeting_type.as_deref()).await?
                 }
                 Choices::WebService { url } => self.web_service_choices(url).await?,
+                Choices::Cards { model } => self.card_choices(model).await?,
+                // Resolved above: a data source names no other data source.
+                Choices::DataSource { .. } => continue,
             };
             out.insert(f.id.clone(), list);
+        }
+        Ok(out)
+    }
+
+    /// The choices a field offers now (written, or read from an agenda, a web service, a card
+    /// model or a named data source), as a form shows them.
+    pub async fn field_choices(
+        &self,
+        form_slug: &str,
+        field_id: &str,
+    ) -> Result<Vec<Choice>, DemandError> {
+        let form = self.form_by_slug(form_slug).await?;
+        let mut stack: Vec<&Field> = form.fields.iter().collect();
+        while let Some(f) = stack.pop() {
+            if let FieldKind::Block { fields, .. } = &f.kind {
+                stack.extend(fields.iter());
+            }
+            if f.id != field_id {
+                continue;
+            }
+            return match &f.kind {
+                FieldKind::Item { choices: Choices::Static { items } }
+                | FieldKind::Items { choices: Choices::Static { items }, .. } => Ok(items.clone()),
+                FieldKind::Item { .. } | FieldKind::Items { .. } => Ok(self
+                    .external_choices(std::slice::from_ref(f))
+                    .await?
+                    .remove(field_id)
+                    .unwrap_or_default()),
+                _ => Err(DemandError::Invalid(format!("field {field_id:?} offers no choices"))),
+            };
+        }
+        Err(DemandError::NotFound(format!("field {field_id:?} of {form_slug:?}")))
+    }
+
+    /// The cards of a card model as choices, by digest.
+    async fn card_choices(&self, model: &str) -> Result<Vec<Choice>, DemandError> {
+        let form = self.form_by_slug(model).await.map_err(|_| {
+            DemandError::Unavailable(format!("card model {model:?} is out of reach"))
+        })?;
+        let cards = self
+            .inner
+            .store
+            .cards_of_model(form.id, MAX_CARD_CHOICES)
+            .await
+            .map_err(store_error)?;
+        Ok(cards
+            .into_iter()
+            .map(|(id, digest)| Choice { id: id.to_string(), text: digest, disabled: false })
+            .collect())
+    }
+
+    /// The data of `account`'s newest card of each card model the fields prefill from.
+    async fn prefill_cards(
+        &self,
+        fields: &[Field],
+        account: Option<AccountId>,
+    ) -> Result<HashMap<String, Map<String, Value>>, DemandError> {
+        let mut out = HashMap::new();
+        let Some(account) = account else { return Ok(out) };
+        let mut stack: Vec<&Field> = fields.iter().collect();
+        while let Some(f) = stack.pop() {
+            if let FieldKind::Block { fields, .. } = &f.kind {
+                stack.extend(fields.iter());
+            }
+            let Some(Prefill::Card { model, .. }) = &f.prefill else { continue };
+            if out.contains_key(model) {
+                continue;
+            }
+            // A card model that is gone leaves the field empty, as a missing card does.
+            let Ok(form) = self.form_by_slug(model).await else { continue };
+            if let Some(card) =
+                self.inner.store.card_of(form.id, account).await.map_err(store_error)?
+            {
+                out.insert(model.clone(), card.data);
+            }
         }
         Ok(out)
     }
@@ -1371,6 +1615,20 @@ impl Demands {
         Ok(out)
     }
 
+    /// The cards of a card model, by digest (access is the caller's to check, card by card).
+    pub async fn cards(&self, model: &str, limit: u32) -> Result<Vec<DemandView>, DemandError> {
+        let model =
+            self.card_model(model).await.map_err(|e| DemandError::NotFound(e.to_string()))?;
+        let cards = self.inner.store.demands_of_form(model.id, limit).await.map_err(store_error)?;
+        let mut out = Vec::with_capacity(cards.len());
+        for d in cards {
+            let form = self.form_version(d.form_id, d.form_version).await?;
+            let workflow = self.workflow_version(d.workflow_id, d.workflow_version).await?;
+            out.push(DemandView { demand: Arc::new(d), form, workflow });
+        }
+        Ok(out)
+    }
+
     /// Receives the changes of a demand from now on.
     pub fn subscribe(&self, id: DemandId) -> broadcast::Receiver<DemandChanged> {
         self.inner.live.subscribe_demand(id)
@@ -1378,12 +1636,88 @@ impl Demands {
 }
 
 /// What an import does with one definition.
-enum Plan {
+enum Planned {
+    /// Identical here.
     Unchanged,
-    CreateWorkflow(WorkflowDef),
-    UpdateWorkflow(WorkflowDef, u32),
-    CreateForm(FormDef),
-    UpdateForm(FormDef, u32),
+    /// Created (`expected` none) or saved as a new version.
+    Write(crate::store::DefinitionWrite),
+}
+
+impl Planned {
+    fn create<D: serde::Serialize + Versioned>(
+        kind: DefinitionKind,
+        id: String,
+        def: &D,
+    ) -> Result<Self, DemandError> {
+        let mut body =
+            serde_json::to_value(def).map_err(|e| DemandError::Invalid(e.to_string()))?;
+        body["version"] = 1.into();
+        Ok(Planned::Write(crate::store::DefinitionWrite {
+            kind,
+            id,
+            slug: def.slug().to_owned(),
+            expected: None,
+            body: body.to_string(),
+        }))
+    }
+
+    fn update<D: serde::Serialize + PartialEq + Versioned>(
+        wanted: &D,
+        current: &D,
+        id: String,
+        version: u32,
+    ) -> Result<Self, DemandError> {
+        if wanted == current {
+            return Ok(Planned::Unchanged);
+        }
+        let mut body =
+            serde_json::to_value(wanted).map_err(|e| DemandError::Invalid(e.to_string()))?;
+        body["version"] = (version + 1).into();
+        Ok(Planned::Write(crate::store::DefinitionWrite {
+            kind: D::KIND,
+            id,
+            slug: wanted.slug().to_owned(),
+            expected: Some(version),
+            body: body.to_string(),
+        }))
+    }
+
+    /// True for a definition that exists here with other content.
+    fn is_conflict(&self, overwrite: bool) -> bool {
+        matches!(self, Planned::Write(w) if w.expected.is_some() && !overwrite)
+    }
+
+    /// True when the import writes it.
+    fn writes(&self, overwrite: bool) -> bool {
+        matches!(self, Planned::Write(_)) && !self.is_conflict(overwrite)
+    }
+}
+
+/// Definitions kept with versions.
+trait Versioned {
+    const KIND: DefinitionKind;
+    fn slug(&self) -> &str;
+}
+
+impl Versioned for FormDef {
+    const KIND: DefinitionKind = DefinitionKind::Form;
+    fn slug(&self) -> &str {
+        &self.slug
+    }
+}
+
+impl Versioned for WorkflowDef {
+    const KIND: DefinitionKind = DefinitionKind::Workflow;
+    fn slug(&self) -> &str {
+        &self.slug
+    }
+}
+
+impl Versioned for DataSourceDef {
+    const KIND: DefinitionKind = DefinitionKind::DataSource;
+    fn slug(&self) -> &str {
+        &self.slug
+    }
 }
 
 /// The account acting, with its roles, as the workflow engine needs it.

@@ -18,6 +18,7 @@
 mod actor;
 pub mod attachments;
 pub mod bundle;
+pub mod data_source;
 pub mod diff;
 pub mod draft;
 pub mod form;

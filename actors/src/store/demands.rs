@@ -16,7 +16,7 @@ use super::{Store, StoreError, json, parse_id};
 use crate::demands::attachments::Upload;
 use crate::demands::draft::{Draft, MAX_DRAFTS_PER_FORM};
 use crate::demands::model::{Demand, HistoryEntry, Step};
-use crate::ids::{AccountId, DemandId, DraftId};
+use crate::ids::{AccountId, DemandId, DraftId, FormId};
 use crate::mail::OutgoingMail;
 use crate::scheduler::ScheduledJob;
 use crate::time::{from_micros, to_micros};
@@ -28,6 +28,8 @@ pub enum DefinitionKind {
     Form,
     /// A workflow.
     Workflow,
+    /// A named data source.
+    DataSource,
 }
 
 impl DefinitionKind {
@@ -36,8 +38,24 @@ impl DefinitionKind {
         match self {
             DefinitionKind::Form => "form",
             DefinitionKind::Workflow => "workflow",
+            DefinitionKind::DataSource => "data-source",
         }
     }
+}
+
+/// One definition to save (see [`Store::save_definitions`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DefinitionWrite {
+    /// Its kind.
+    pub kind: DefinitionKind,
+    /// Its id.
+    pub id: String,
+    /// Its slug, unique per kind.
+    pub slug: String,
+    /// The version it replaces; `None` creates it.
+    pub expected: Option<u32>,
+    /// The definition (JSON).
+    pub body: String,
 }
 
 /// One saved version of a definition.
@@ -218,43 +236,69 @@ impl Store {
         body: &str,
         by: Option<AccountId>,
     ) -> Result<u32, StoreError> {
-        let version = expected.map_or(1, |v| v + 1);
-        let query = if expected.is_none() {
-            "BEGIN TRANSACTION;
-             CREATE type::record('definition_slug', $slug_key) SET definition = $id;
-             CREATE type::record('definition', $id) CONTENT { kind: $kind, slug: $slug, version: 1, body: $body, updated_us: $now };
-             CREATE type::record('definition_version', $version_key) CONTENT { definition: $id, version: 1, body: $body, saved_us: $now, saved_by: $by };
-             COMMIT TRANSACTION;"
-        } else {
-            "BEGIN TRANSACTION;
-             LET $cur = (SELECT VALUE [version, slug] FROM ONLY type::record('definition', $id));
-             IF $cur == NONE { THROW 'stale definition: it does not exist' };
-             IF $cur[0] != $expected { THROW 'stale definition: saved by someone else in between' };
-             IF $cur[1] != $slug {
-                DELETE type::record('definition_slug', $kind + '-' + $cur[1]);
-                CREATE type::record('definition_slug', $slug_key) SET definition = $id;
-             };
-             UPDATE type::record('definition', $id) SET slug = $slug, version = $new, body = $body, updated_us = $now;
-             CREATE type::record('definition_version', $version_key) CONTENT { definition: $id, version: $new, body: $body, saved_us: $now, saved_by: $by };
-             COMMIT TRANSACTION;"
+        let write = DefinitionWrite {
+            kind,
+            id: id.to_owned(),
+            slug: slug.to_owned(),
+            expected,
+            body: body.to_owned(),
         };
+        self.save_definitions(std::slice::from_ref(&write), by).await?;
+        Ok(expected.map_or(1, |v| v + 1))
+    }
+
+    /// Saves several definitions in one transaction (an application bundle): all of them, or
+    /// none if one is refused, each as [`Store::save_definition`] would.
+    pub async fn save_definitions(
+        &self,
+        writes: &[DefinitionWrite],
+        by: Option<AccountId>,
+    ) -> Result<(), StoreError> {
+        let rows: Vec<Value> = writes
+            .iter()
+            .map(|w| {
+                let version = w.expected.map_or(1, |v| v + 1);
+                serde_json::json!({
+                    "id": w.id,
+                    "create": w.expected.is_none(),
+                    "kind": w.kind.as_str(),
+                    "slug": w.slug,
+                    "slug_key": format!("{}-{}", w.kind.as_str(), w.slug),
+                    "version_key": format!("{}-{version}", w.id),
+                    "expected": w.expected.unwrap_or_default(),
+                    "new": version,
+                    "body": w.body,
+                })
+            })
+            .collect();
+        let query = "BEGIN TRANSACTION;
+             FOR $d IN $defs {
+                IF $d.create {
+                    CREATE type::record('definition_slug', $d.slug_key) SET definition = $d.id RETURN NONE;
+                    CREATE type::record('definition', $d.id) CONTENT { kind: $d.kind, slug: $d.slug, version: 1, body: $d.body, updated_us: $now } RETURN NONE;
+                } ELSE {
+                    LET $cur = (SELECT VALUE [version, slug] FROM ONLY type::record('definition', $d.id));
+                    IF $cur == NONE { THROW 'stale definition: it does not exist' };
+                    IF $cur[0] != $d.expected { THROW 'stale definition: saved by someone else in between' };
+                    IF $cur[1] != $d.slug {
+                        DELETE type::record('definition_slug', $d.kind + '-' + $cur[1]);
+                        CREATE type::record('definition_slug', $d.slug_key) SET definition = $d.id RETURN NONE;
+                    };
+                    UPDATE type::record('definition', $d.id) SET slug = $d.slug, version = $d.new, body = $d.body, updated_us = $now RETURN NONE;
+                };
+                CREATE type::record('definition_version', $d.version_key) CONTENT { definition: $d.id, version: $d.new, body: $d.body, saved_us: $now, saved_by: $by } RETURN NONE;
+             };
+             COMMIT TRANSACTION;";
         self.write(
             query,
             vec![
-                ("id", id.into()),
-                ("kind", kind.as_str().into()),
-                ("slug", slug.into()),
-                ("slug_key", format!("{}-{slug}", kind.as_str()).into()),
-                ("version_key", format!("{id}-{version}").into()),
-                ("expected", expected.unwrap_or_default().into()),
-                ("new", version.into()),
-                ("body", body.into()),
+                ("defs", Value::Array(rows)),
                 ("now", to_micros(Timestamp::now()).into()),
                 ("by", by.map(|a| a.to_string()).into()),
             ],
         )
         .await?;
-        Ok(version)
+        Ok(())
     }
 
     /// The current body and version of a definition.
@@ -388,6 +432,7 @@ impl Store {
                     "form": d.form_id.to_string(),
                     "status": d.status,
                     "submitter": d.submitter.map(|a| a.to_string()),
+                    "digest": d.digest,
                     "version": d.version,
                     "created_us": to_micros(d.created_at),
                     "updated_us": to_micros(d.updated_at),
@@ -492,6 +537,60 @@ impl Store {
             )
             .await?;
         id.as_deref().map(parse_id).transpose()
+    }
+
+    /// The cards of a card model (its demands) as choices: id and digest, by digest.
+    pub async fn cards_of_model(
+        &self,
+        model: FormId,
+        limit: u32,
+    ) -> Result<Vec<(DemandId, String)>, StoreError> {
+        #[derive(Deserialize)]
+        struct Card {
+            id: String,
+            #[serde(default)]
+            digest: Option<String>,
+        }
+        let recs: Vec<Card> = self
+            .rows(
+                "SELECT meta::id(id) AS id, digest FROM demand WHERE form = $form ORDER BY digest LIMIT $limit",
+                vec![("form", model.to_string().into()), ("limit", limit.into())],
+            )
+            .await?;
+        recs.into_iter().map(|c| Ok((parse_id(&c.id)?, c.digest.unwrap_or_default()))).collect()
+    }
+
+    /// The demands of a form (the cards of a card model), by digest.
+    pub async fn demands_of_form(
+        &self,
+        form: FormId,
+        limit: u32,
+    ) -> Result<Vec<Demand>, StoreError> {
+        let recs: Vec<DemandRecord> = self
+            .rows(
+                "SELECT state, digest FROM demand WHERE form = $form ORDER BY digest LIMIT $limit",
+                vec![("form", form.to_string().into()), ("limit", limit.into())],
+            )
+            .await?;
+        recs.iter().map(|r| decode_str(&r.state)).collect()
+    }
+
+    /// The newest card of a card model linked to an account.
+    pub async fn card_of(
+        &self,
+        model: FormId,
+        account: AccountId,
+    ) -> Result<Option<Demand>, StoreError> {
+        let recs: Vec<DemandRecord> = self
+            .rows(
+                "SELECT state, created_us FROM demand WHERE submitter = $account AND form = $form ORDER BY created_us DESC LIMIT 1",
+                vec![
+                    ("account", account.to_string().into()),
+                    ("form", model.to_string().into()),
+                ],
+            )
+            .await?;
+        recs.first().map(|r| decode_str(&r.state)).transpose()
     }
 
     /// The demands of an account, newest first.

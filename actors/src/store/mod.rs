@@ -29,7 +29,7 @@ use crate::ids::{AccountId, AgendaId, BookingId, EventId, MailId, RecurrenceId};
 use crate::mail::{MailStatus, OutboxEntry};
 use crate::time::{from_micros, to_micros};
 
-pub use demands::{DefinitionKind, StepWrites, StoredVersion, WebNotification};
+pub use demands::{DefinitionKind, DefinitionWrite, StepWrites, StoredVersion, WebNotification};
 use group_commit::{BatchRows, GroupCommit};
 pub use meetings::MeetingsConfig;
 pub use records::{AccountRecord, SessionRecord};

@@ -29,6 +29,7 @@ fn obj(v: Value) -> Map<String, Value> {
 fn form(fields: Vec<Field>) -> FormDef {
     FormDef {
         id: FormId::new(),
+        kind: FormKind::Form,
         slug: "noise".into(),
         title: "Noise complaint".into(),
         description: String::new(),

@@ -116,6 +116,7 @@ fn workflow() -> WorkflowDef {
 fn form(wf: &WorkflowDef) -> FormDef {
     FormDef {
         id: FormId::new(),
+        kind: crate::demands::form::FormKind::Form,
         slug: "noise".into(),
         title: "Noise".into(),
         description: String::new(),
