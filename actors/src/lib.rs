@@ -23,6 +23,7 @@
 pub mod access;
 pub mod account;
 pub mod agenda;
+pub mod agenda_definition;
 pub mod datasource;
 pub mod demands;
 pub mod duplicate;

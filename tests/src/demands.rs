@@ -1674,7 +1674,7 @@ fn card_model(slug: &str, workflow: &str, fields: Value, digest: &str) -> Value 
 }
 
 #[test]
-fn card_models_and_data_sources_feed_forms_and_travel_in_bundles() {
+fn card_models_data_sources_and_agendas_feed_forms_and_travel_in_bundles() {
     run(async {
         let source = TestServer::start().await;
         let admin = source.admin().await;
@@ -1844,6 +1844,41 @@ fn card_models_and_data_sources_feed_forms_and_travel_in_bundles() {
             json!({ "version": 3, "choices": [{ "id": "nord" }, { "id": "sud" }] })
         );
 
+        // Agendas travel too: settings, meeting types, desks and their opening periods.
+        let passports = ok(
+            &admin,
+            "mutation($input: CreateAgendaInput!) { createAgenda(input: $input) { id } }",
+            json!({ "input": { "slug": "passeports", "label": "Passeports", "kind": "MEETINGS",
+                "meetings": { "minimalBookingDelayDays": 0, "closedOnPublicHolidays": false } } }),
+        )
+        .await["createAgenda"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let desk = ok(
+            &admin,
+            "mutation($input: CreateDeskInput!) { createDesk(input: $input) { id } }",
+            json!({ "input": { "agendaId": passports, "label": "Guichet 1" } }),
+        )
+        .await["createDesk"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        ok(
+            &admin,
+            "mutation($input: AddOpeningPeriodsInput!) { addOpeningPeriods(input: $input) { id } }",
+            json!({ "input": { "agendaId": passports, "deskIds": [desk], "weekday": "TUESDAY",
+                "weeksOfMonth": [2, -1], "startTime": "09:00", "endTime": "12:30" } }),
+        )
+        .await;
+        ok(&admin, "mutation($input: CreateMeetingTypeInput!) { createMeetingType(input: $input) { id } }",
+            json!({ "input": { "agendaId": passports, "label": "Dépôt de dossier", "durationMinutes": 20 } }))
+        .await;
+        ok(&admin, "mutation($input: CreateAgendaInput!) { createAgenda(input: $input) { id } }",
+            json!({ "input": { "slug": "ateliers", "label": "Ateliers", "kind": "EVENTS",
+                "fillNotifications": { "thresholds": [50, 100], "emails": ["admin@mairie.test"] } } }))
+        .await;
+
         // Everything travels in the bundle, and imports as a whole or not at all.
         let (status, bundle) = download(&admin, "/api/bundle.zip").await;
         assert_eq!(status, 200);
@@ -1905,6 +1940,8 @@ fn card_models_and_data_sources_feed_forms_and_travel_in_bundles() {
         assert_eq!(
             created,
             [
+                "agenda:ateliers",
+                "agenda:passeports",
                 "data-source:quartiers",
                 "form:badges",
                 "form:cantine",
@@ -1925,7 +1962,35 @@ fn card_models_and_data_sources_feed_forms_and_travel_in_bundles() {
         .await;
         assert_eq!(
             r.data()["importBundle"]["unchanged"].as_array().unwrap().len(),
-            7,
+            9,
+            "{}",
+            r.body
+        );
+        let agenda = "{ agenda(slug: \"passeports\") { id kind label meetingTypes { slug durationMinutes } openingPeriods { startTime endTime } } }";
+        let mut here = ok(&target_admin, agenda, json!({})).await;
+        let mut there = ok(&admin, agenda, json!({})).await;
+        let target_passports = here["agenda"]["id"].take();
+        there["agenda"]["id"].take();
+        assert_eq!(here, there, "the agenda is the same there");
+        assert_eq!(here["agenda"]["meetingTypes"][0]["durationMinutes"], 20);
+        assert_eq!(here["agenda"]["openingPeriods"].as_array().unwrap().len(), 1);
+        // An agenda changed here is a conflict, never replaced.
+        ok(&target_admin, "mutation($input: CreateMeetingTypeInput!) { createMeetingType(input: $input) { id } }",
+            json!({ "input": { "agendaId": target_passports, "label": "Retrait", "durationMinutes": 10 } }))
+        .await;
+        let overwrite = "mutation($file: Upload!) { importBundle(file: $file, overwrite: true) { conflicts { name } } }";
+        let r = multipart(
+            &target_admin,
+            overwrite,
+            json!({ "file": null }),
+            "b.zip",
+            "application/zip",
+            &bundle,
+        )
+        .await;
+        assert_eq!(
+            r.data()["importBundle"]["conflicts"],
+            json!([{ "name": "agenda:passeports" }]),
             "{}",
             r.body
         );

@@ -17,7 +17,8 @@ use crate::scheduler::{ScheduledJob, reminder_for};
 use crate::time::{from_micros, human, to_micros};
 
 /// The kinds of agenda.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum AgendaKind {
     /// Events with a number of places (a show, a course, a vaccination session).
     Events,
@@ -49,7 +50,7 @@ impl AgendaKind {
 }
 
 /// Who is told when events of an agenda fill up, and at which levels.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct FillNotifications {
     /// Fill levels in percent of the confirmed places (1 to 100), sorted, without duplicates.
     pub thresholds: Vec<u8>,

@@ -9,7 +9,7 @@ use crate::meetings::holidays::is_french_public_holiday;
 use crate::time::paris;
 
 /// Which mails citizens receive about their bookings of an agenda.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct CitizenNotifications {
     /// A mail when a booking is made (confirmed or on the waiting list) or promoted.
     pub on_booking: bool,
@@ -20,7 +20,7 @@ pub struct CitizenNotifications {
 }
 
 /// The rules of an events agenda.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct EventRules {
     /// Citizens book events starting this many days from today on (0: any event not started).
     pub minimal_booking_delay_days: u32,

@@ -1,5 +1,6 @@
-//! Application bundles: an instance's workflows, forms, card models and named data sources, with
-//! the roles and categories they name, as one zip of JSON that imports into another instance.
+//! Application bundles: an instance's workflows, forms, card models, named data sources and
+//! agendas, with the roles and categories they name, as one zip of JSON that imports into
+//! another instance.
 //!
 //! Import matches definitions by slug, not by id, so that importing the same bundle twice
 //! changes nothing the second time; a definition that exists with other content is a conflict,
@@ -16,6 +17,7 @@ use super::data_source::DataSourceDef;
 use super::form::FormDef;
 use super::model::DemandError;
 use super::workflow::WorkflowDef;
+use crate::agenda_definition::AgendaDefinition;
 
 /// The format name in `manifest.json`.
 pub const FORMAT: &str = "guichet-bundle";
@@ -35,6 +37,8 @@ pub struct Bundle {
     pub forms: Vec<FormDef>,
     /// Named data sources.
     pub data_sources: Vec<DataSourceDef>,
+    /// Agendas (settings, meeting types, desks and opening periods; no bookings).
+    pub agendas: Vec<AgendaDefinition>,
     /// Agent roles the definitions name (functions, summary and submission roles).
     pub roles: Vec<String>,
     /// Categories of the forms.
@@ -50,6 +54,8 @@ struct Manifest {
     forms: Vec<String>,
     #[serde(default)]
     data_sources: Vec<String>,
+    #[serde(default)]
+    agendas: Vec<String>,
     roles: Vec<String>,
     categories: Vec<String>,
 }
@@ -60,9 +66,14 @@ impl Bundle {
         workflows: Vec<WorkflowDef>,
         forms: Vec<FormDef>,
         data_sources: Vec<DataSourceDef>,
+        agendas: Vec<AgendaDefinition>,
     ) -> Self {
         let mut roles = BTreeSet::new();
         let mut categories = BTreeSet::new();
+        for a in &agendas {
+            roles.extend(a.services.iter().cloned());
+            categories.extend(a.category.iter().cloned());
+        }
         for f in &forms {
             roles.extend(f.function_roles.values().cloned());
             roles.extend(f.summary_roles.iter().cloned());
@@ -73,6 +84,7 @@ impl Bundle {
             workflows,
             forms,
             data_sources,
+            agendas,
             roles: roles.into_iter().collect(),
             categories: categories.into_iter().collect(),
         }
@@ -91,6 +103,7 @@ impl Bundle {
             workflows: self.workflows.iter().map(|w| w.slug.clone()).collect(),
             forms: self.forms.iter().map(|f| f.slug.clone()).collect(),
             data_sources: self.data_sources.iter().map(|d| d.slug.clone()).collect(),
+            agendas: self.agendas.iter().map(|a| a.slug.clone()).collect(),
             roles: self.roles.clone(),
             categories: self.categories.clone(),
         };
@@ -104,6 +117,9 @@ impl Bundle {
         }
         for d in &self.data_sources {
             entries.push((format!("data-sources/{}.json", d.slug), to_json(d)?));
+        }
+        for a in &self.agendas {
+            entries.push((format!("agendas/{}.json", a.slug), to_json(a)?));
         }
         for (name, bytes) in entries {
             zip.start_file(name, options).map_err(failed)?;
@@ -159,6 +175,12 @@ impl Bundle {
             let d: DataSourceDef = serde_json::from_slice(&read_entry(&name)?)
                 .map_err(|e| bad(format!("{name}: {e}")))?;
             bundle.data_sources.push(d);
+        }
+        for slug in &manifest.agendas {
+            let name = format!("agendas/{slug}.json");
+            let a: AgendaDefinition = serde_json::from_slice(&read_entry(&name)?)
+                .map_err(|e| bad(format!("{name}: {e}")))?;
+            bundle.agendas.push(a);
         }
         Ok(bundle)
     }

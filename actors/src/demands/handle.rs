@@ -269,6 +269,15 @@ fn store_error(e: StoreError) -> DemandError {
     }
 }
 
+fn agenda_error(e: crate::agenda::model::AgendaError) -> DemandError {
+    use crate::error::HasErrorCode;
+    match e.code() {
+        crate::error::ErrorCode::NotFound => DemandError::NotFound(e.to_string()),
+        crate::error::ErrorCode::BadUserInput => DemandError::Invalid(e.to_string()),
+        _ => DemandError::Unavailable(format!("agendas: {e}")),
+    }
+}
+
 fn unavailable(e: MailboxError) -> DemandError {
     DemandError::Unavailable(format!("demand actor: {e}"))
 }
@@ -613,8 +622,25 @@ impl Demands {
 
     /// Every workflow and form as one application bundle (a zip).
     pub async fn export_bundle(&self) -> Result<Vec<u8>, DemandError> {
-        let bundle =
-            Bundle::of(self.workflows().await?, self.forms().await?, self.data_sources().await?);
+        let mut agendas = Vec::new();
+        let settings = self.inner.agendas.agendas().await.map_err(agenda_error)?;
+        for a in &settings {
+            agendas.push(
+                crate::agenda_definition::export_agenda(
+                    &self.inner.agendas,
+                    &self.inner.meetings,
+                    a,
+                )
+                .await
+                .map_err(|e| DemandError::Unavailable(format!("agenda {:?}: {e}", a.slug)))?,
+            );
+        }
+        let bundle = Bundle::of(
+            self.workflows().await?,
+            self.forms().await?,
+            self.data_sources().await?,
+            agendas,
+        );
         let mut out = std::io::Cursor::new(Vec::new());
         bundle.write(&mut out)?;
         Ok(out.into_inner())
@@ -768,6 +794,7 @@ impl Demands {
             plans.push((format!("form:{}", f.slug), plan));
         }
         self.check_creation_cycles(&new_workflows, &new_forms).await?;
+        let new_agendas = self.plan_agendas(&bundle, &mut report).await?;
 
         let mut writes = Vec::new();
         for (name, plan) in plans {
@@ -790,10 +817,101 @@ impl Demands {
                 }
             }
         }
-        if !dry_run && !writes.is_empty() {
-            self.inner.store.save_definitions(&writes, by).await.map_err(store_error)?;
+        if !dry_run {
+            // Agendas first: forms name them, and they are created through their actors.
+            let mut ids: HashMap<String, crate::ids::AgendaId> = HashMap::new();
+            for def in new_agendas {
+                for slug in &def.members {
+                    if !ids.contains_key(slug) {
+                        let id = self.inner.agendas.id_by_slug(slug).await.map_err(agenda_error)?;
+                        ids.insert(slug.clone(), id);
+                    }
+                }
+                let created = crate::agenda_definition::import_agenda(
+                    &self.inner.agendas,
+                    &self.inner.meetings,
+                    &def,
+                    &ids,
+                )
+                .await
+                .map_err(|e| DemandError::Invalid(format!("agenda {:?}: {e}", def.slug)))?;
+                ids.insert(def.slug.clone(), created.id);
+            }
+            if !writes.is_empty() {
+                self.inner.store.save_definitions(&writes, by).await.map_err(store_error)?;
+            }
         }
         Ok(report)
+    }
+
+    /// The agendas of a bundle to create here (members before the virtual agendas holding
+    /// them), each checked first; those here already are unchanged or a conflict, never
+    /// replaced (they hold bookings).
+    async fn plan_agendas(
+        &self,
+        bundle: &Bundle,
+        report: &mut ImportReport,
+    ) -> Result<Vec<crate::agenda_definition::AgendaDefinition>, DemandError> {
+        let here = self.inner.agendas.agendas().await.map_err(agenda_error)?;
+        let mut slugs: std::collections::BTreeSet<String> =
+            here.iter().map(|a| a.slug.clone()).collect();
+        slugs.extend(bundle.agendas.iter().map(|a| a.slug.clone()));
+        let mut create = Vec::new();
+        // Members first.
+        let mut ordered: Vec<&crate::agenda_definition::AgendaDefinition> =
+            bundle.agendas.iter().collect();
+        ordered.sort_by_key(|a| a.is_virtual());
+        for def in ordered {
+            let name = format!("agenda:{}", def.slug);
+            if let Some(member) = def.members.iter().find(|m| !slugs.contains(*m)) {
+                return Err(DemandError::InvalidDefinition(format!(
+                    "agenda {:?}: no member agenda {member:?} here or in the bundle",
+                    def.slug
+                )));
+            }
+            match here.iter().find(|a| a.slug == def.slug) {
+                Some(local) => {
+                    let current = crate::agenda_definition::export_agenda(
+                        &self.inner.agendas,
+                        &self.inner.meetings,
+                        local,
+                    )
+                    .await
+                    .map_err(|e| DemandError::Unavailable(e.to_string()))?;
+                    if current == *def {
+                        report.unchanged.push(name);
+                    } else {
+                        report.conflicts.push((
+                            name,
+                            "exists here with other settings; an import never replaces an agenda \
+                             (it holds bookings): change it here"
+                                .into(),
+                        ));
+                    }
+                }
+                None => {
+                    crate::agenda::model::NewAgenda {
+                        slug: def.slug.clone(),
+                        label: def.label.clone(),
+                        kind: def.kind,
+                        fill_notifications: def.fill_notifications.clone(),
+                        auto_promote_waiting_list: def.auto_promote_waiting_list,
+                        services: def.services.clone(),
+                        meetings: def.meetings.clone(),
+                        events: def.events.clone(),
+                        category: def.category.clone(),
+                        resources: Vec::new(),
+                    }
+                    .validate(crate::ids::AgendaId::new())
+                    .map_err(|e| {
+                        DemandError::InvalidDefinition(format!("agenda {:?}: {e}", def.slug))
+                    })?;
+                    report.created.push(name);
+                    create.push(def.clone());
+                }
+            }
+        }
+        Ok(create)
     }
 
     async fn local(

@@ -34,7 +34,7 @@ pub const MAX_QUERY_DAYS: i64 = 366;
 pub const MAX_HOLD_MINUTES: i64 = 24 * 60;
 
 /// Agenda-wide rules of a meetings agenda.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MeetingsRules {
     /// No slot on Saturdays and Sundays, whatever the opening periods say.
     pub hide_weekends: bool,
@@ -113,20 +113,37 @@ pub struct Desk {
 }
 
 /// Which days an opening period applies to.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum PeriodRule {
     /// Every week on this day.
-    Weekly(Weekday),
+    Weekly(#[serde(with = "weekday_number")] Weekday),
     /// On the given occurrences of a weekday in each month: 1 to 5 from the start, -1 for the
     /// last ("the 2nd and 4th Wednesday", "the last Friday").
     MonthlyNth {
         /// The weekday.
+        #[serde(with = "weekday_number")]
         weekday: Weekday,
         /// Which occurrences.
         nths: Vec<i8>,
     },
     /// One date only.
     Date(Date),
+}
+
+/// Weekdays in definitions (application bundles): 1 for Monday to 7 for Sunday, as ISO 8601.
+mod weekday_number {
+    use jiff::civil::Weekday;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(day: &Weekday, s: S) -> Result<S::Ok, S::Error> {
+        day.to_monday_one_offset().serialize(s)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Weekday, D::Error> {
+        let n = i8::deserialize(d)?;
+        Weekday::from_monday_one_offset(n).map_err(serde::de::Error::custom)
+    }
 }
 
 impl PeriodRule {
