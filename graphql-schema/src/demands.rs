@@ -406,6 +406,14 @@ pub enum ItemType {
     Jump,
     /// A comment form (`label`, `by`).
     Comment,
+    /// A form changing the demand's answers (`label`, `by`; `fields`: the field ids it opens,
+    /// all when absent; `target`: the status after it). Performed with `input`: the changed
+    /// answers, checked as on submission.
+    Edit,
+    /// A form attaching a file (`label`, `by`; `field`: the key it is kept under, each file
+    /// apart when absent; `fileTypes`, `maxBytes`). Performed with `input: {"upload": <id>}`
+    /// and an optional `comment`.
+    Attach,
     /// An email, and optionally a text message (`to`, `subject`, `body`, `sms`).
     Notify,
     /// Gives a function to a role for the demand (`function`, `role`).
@@ -455,11 +463,11 @@ pub struct ItemInput {
     pub item_type: ItemType,
     /// Runs (or is offered) only when this expression holds.
     pub condition: Option<String>,
-    /// BUTTON, COMMENT: text.
+    /// BUTTON, COMMENT, EDIT, ATTACH: text.
     pub label: Option<String>,
-    /// BUTTON, COMMENT: who may use it.
+    /// BUTTON, COMMENT, EDIT, ATTACH: who may use it.
     pub by: Option<Vec<WhoInput>>,
-    /// BUTTON, JUMP: the status it leads to.
+    /// BUTTON, JUMP, EDIT: the status it leads to.
     pub target: Option<String>,
     /// BUTTON: takes a comment.
     #[graphql(default)]
@@ -485,8 +493,14 @@ pub struct ItemInput {
     pub template: Option<String>,
     /// CREATE_DEMAND: the form's slug.
     pub form: Option<String>,
-    /// DOCUMENT: the data key it is attached under.
+    /// DOCUMENT, ATTACH: the data key it is attached under.
     pub field: Option<String>,
+    /// EDIT: the ids of the fields it opens (all when absent).
+    pub fields: Option<Vec<String>>,
+    /// ATTACH: accepted types (`application/pdf`, `image/*`), any when absent.
+    pub file_types: Option<Vec<String>>,
+    /// ATTACH: largest file in bytes (10 MiB when absent).
+    pub max_bytes: Option<u64>,
     /// DOCUMENT: its file name (a template).
     pub filename: Option<String>,
     /// DOCUMENT: HTML or PDF.
@@ -528,6 +542,19 @@ fn item_of(i: ItemInput) -> async_graphql::Result<ActionItem> {
         ItemType::Comment => {
             ItemKind::Comment { label: need(i.label.clone(), "label")?, by: who_of(i.by.clone()) }
         }
+        ItemType::Edit => ItemKind::Edit {
+            label: need(i.label.clone(), "label")?,
+            by: who_of(i.by.clone()),
+            fields: i.fields.clone().unwrap_or_default(),
+            target: i.target.clone(),
+        },
+        ItemType::Attach => ItemKind::Attach {
+            label: need(i.label.clone(), "label")?,
+            by: who_of(i.by.clone()),
+            field: i.field.clone(),
+            types: i.file_types.clone().unwrap_or_default(),
+            max_bytes: i.max_bytes,
+        },
         ItemType::Notify => ItemKind::Notify {
             to: i
                 .to
@@ -1102,6 +1129,10 @@ pub enum ActionKind {
     Comment,
     /// A global action.
     Global,
+    /// An edit form: `inputFields` are the fields it opens.
+    Edit,
+    /// An attachment form.
+    Attach,
 }
 
 /// An action the viewer may take now.
@@ -1115,7 +1146,8 @@ pub struct DemandAction {
     pub kind: ActionKind,
     /// Takes a comment (`comment` of `performAction`).
     pub with_comment: bool,
-    /// What an interactive global action asks (`input` of `performAction`, by field id).
+    /// What an interactive global action asks, or the fields an edit form opens (`input` of
+    /// `performAction`, by field id).
     pub input_fields: Vec<FormField>,
 }
 
@@ -1131,9 +1163,10 @@ pub struct HistoryItem {
     /// Status after it.
     pub status: String,
     /// `submitted`, `status_changed`, `comment`, `message`, `notified`, `dispatched`,
-    /// `fields_set`, `access_granted`, `demand_created` (text: form and id), `created_from`
-    /// (text: the parent's id), `webhook_queued`, `webhook_called`, `document_generated`,
-    /// `global_action` (text: its label and trigger), `error`.
+    /// `fields_set`, `edited` (text: the changed fields), `file_attached` (text: file name and
+    /// field), `access_granted`, `demand_created` (text: form and id), `created_from` (text: the
+    /// parent's id), `webhook_queued`, `webhook_called`, `document_generated`, `global_action`
+    /// (text: its label and trigger), `error`.
     pub kind: String,
     /// Human text: the comment, the message, `new → in-progress (Take)`...
     pub text: String,
@@ -1156,6 +1189,10 @@ fn history_item(h: &HistoryEntry) -> HistoryItem {
             ("dispatched", format!("{function} → {role}"))
         }
         HistoryKind::FieldsSet { fields } => ("fields_set", fields.join(", ")),
+        HistoryKind::Edited { fields } => ("edited", fields.join(", ")),
+        HistoryKind::FileAttached { filename, field } => {
+            ("file_attached", format!("{filename} ({field})"))
+        }
         HistoryKind::AccessGranted => ("access_granted", "access given by tracking code".into()),
         HistoryKind::DemandCreated { id, form } => ("demand_created", format!("{form} {id}")),
         HistoryKind::CreatedFrom { parent } => ("created_from", parent.to_string()),
@@ -1449,6 +1486,8 @@ impl Demand {
                     OfferedKind::Button => ActionKind::Button,
                     OfferedKind::Comment => ActionKind::Comment,
                     OfferedKind::Global => ActionKind::Global,
+                    OfferedKind::Edit => ActionKind::Edit,
+                    OfferedKind::Attach => ActionKind::Attach,
                 },
                 with_comment: a.with_comment,
                 input_fields: a.input.iter().map(field_view).collect(),
@@ -2098,7 +2137,9 @@ impl DemandsMutation {
 
     /// Takes an action offered on a demand (see `Demand.actions`): a button (with an optional
     /// `comment` where it takes one), a comment form (`comment` is the text), a global action
-    /// (`input`: the answers to its `inputFields`, checked as a form's are).
+    /// (`input`: the answers to its `inputFields`, checked as a form's are), an edit form
+    /// (`input`: the answers it changes, by field id; `null` empties one; the others stay),
+    /// an attachment form (`input: {"upload": <id from uploadFile>}`, an optional `comment`).
     async fn perform_action(
         &self,
         ctx: &Context<'_>,
@@ -2115,15 +2156,24 @@ impl DemandsMutation {
         // Those who may not see it may not learn it exists either.
         sight(&caller.principal, &view)?;
         let is_global = view.workflow.global_actions.iter().any(|g| g.id == action_id);
-        let is_comment = view.workflow.status(&view.demand.status).is_some_and(|s| {
-            s.items.iter().any(|i| i.id == action_id && matches!(i.kind, ItemKind::Comment { .. }))
-        });
-        let op = if is_global {
-            Operation::Global { action_id, input: input.map(|i| i.0).unwrap_or_default() }
-        } else if is_comment {
-            Operation::Comment { item_id: action_id, text: comment.unwrap_or_default() }
-        } else {
-            Operation::Button { item_id: action_id, comment }
+        let item = view
+            .workflow
+            .status(&view.demand.status)
+            .and_then(|s| s.items.iter().find(|i| i.id == action_id))
+            .map(|i| &i.kind);
+        let input = input.map(|i| i.0).unwrap_or_default();
+        let op = match item {
+            _ if is_global => Operation::Global { action_id, input },
+            Some(ItemKind::Comment { .. }) => {
+                Operation::Comment { item_id: action_id, text: comment.unwrap_or_default() }
+            }
+            Some(ItemKind::Edit { .. }) => {
+                Operation::Edit { item_id: action_id, data: input, based_on: 0 }
+            }
+            Some(ItemKind::Attach { .. }) => {
+                Operation::Attach { item_id: action_id, file: input, comment }
+            }
+            _ => Operation::Button { item_id: action_id, comment },
         };
         let view = services.demands.perform(id, &caller.principal, op).await.gql()?;
         demand_for(caller, view)

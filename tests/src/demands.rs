@@ -2004,3 +2004,192 @@ fn card_models_data_sources_and_agendas_feed_forms_and_travel_in_bundles() {
         target.stop().await;
     });
 }
+
+const ACT: &str = "mutation($demand: ID!, $action: String!, $comment: String, $input: JSON) {
+    performAction(demandId: $demand, actionId: $action, comment: $comment, input: $input) {
+        status { id } data digest } }";
+const EDITED: &str = "query($id: ID!) { demand(id: $id) { status { id } data digest
+    history { kind text status } actions { id kind inputFields { id } }
+    attachments { field filename url } } }";
+
+#[test]
+fn demands_are_edited_and_given_files_through_their_actors_with_every_change_in_the_history() {
+    run(async {
+        let server = TestServer::start().await;
+        let admin = server.admin().await;
+        let urbanisme = account(&admin, &server, "u@mairie.test", &["urbanisme"]).await;
+        let mut wf = workflow_input("permis", 3600);
+        wf["statuses"][0]["items"].as_array_mut().unwrap().push(json!(
+            { "id": "correct", "type": "EDIT", "label": "Correct the file", "by": [{ "function": "receiver" }],
+              "fields": ["address", "zip", "plan", "rooms"], "target": "checked" }));
+        wf["statuses"].as_array_mut().unwrap().push(json!(
+            { "id": "checked", "name": "Checked", "items": [
+                { "id": "sign", "type": "ATTACH", "label": "Send the signed form", "by": [{ "submitter": true }],
+                  "fileTypes": ["application/pdf"], "maxBytes": 4096 },
+                { "id": "fix-mine", "type": "EDIT", "label": "Fix my email", "by": [{ "submitter": true }],
+                  "fields": ["email"] } ] }));
+        // An edit form leading nowhere is refused like any other jump.
+        let mut broken = wf.clone();
+        broken["statuses"][0]["items"][4]["target"] = json!("nowhere");
+        let r = admin.request(CREATE_WORKFLOW, json!({ "input": broken })).await.unwrap();
+        assert_eq!(r.error_code(), Some("BAD_USER_INPUT"), "{}", r.body);
+        let r = admin.request(CREATE_WORKFLOW, json!({ "input": wf })).await.unwrap();
+        assert!(r.is_ok(), "{}", r.body);
+        let workflow = r.data()["createWorkflow"]["id"].as_str().unwrap().to_owned();
+        let mut form = form_input("permis", &workflow, json!({}));
+        form["fields"].as_array_mut().unwrap().extend([
+            json!({ "id": "plan", "label": "Plan", "type": "FILE", "fileTypes": ["application/pdf"] }),
+            json!({ "id": "rooms", "label": "Rooms", "type": "BLOCK", "maxItems": 3, "fields": [
+                { "id": "photo", "label": "Photo", "type": "FILE", "fileTypes": ["image/*"] },
+                { "id": "use", "label": "Use", "type": "STRING" } ] }),
+        ]);
+        let r = admin.request(CREATE_FORM, json!({ "input": form })).await.unwrap();
+        assert!(r.is_ok(), "{}", r.body);
+        let (citizen, _) = server
+            .client()
+            .register("c@citoyens.test", PASSWORD, "Camille", "Martin")
+            .await
+            .unwrap();
+
+        let pdf = b"%PDF-1.7\nfirst plan\n%%EOF".to_vec();
+        let png = b"\x89PNG\r\n\x1a\na kitchen".to_vec();
+        let id_of =
+            |r: clients::Response| r.data()["uploadFile"]["id"].as_str().unwrap().to_owned();
+        let plan = id_of(upload(&citizen, "plan.pdf", "application/pdf", &pdf).await);
+        let photo = id_of(upload(&citizen, "kitchen.png", "image/png", &png).await);
+        let mut answers = valid_answers();
+        answers["plan"] = json!(plan);
+        answers["rooms"] = json!([{ "photo": photo, "use": "kitchen" }]);
+        let r = submit(&citizen, "permis", answers).await;
+        assert!(r.is_ok(), "{}", r.body);
+        let demand = r.data()["submitDemand"]["demand"]["id"].as_str().unwrap().to_owned();
+
+        let read = |client: &GraphqlClient| {
+            let client = client.clone();
+            let demand = demand.clone();
+            async move {
+                let r = client.request(EDITED, json!({ "id": demand })).await.unwrap();
+                assert!(r.is_ok(), "{}", r.body);
+                r.data()["demand"].clone()
+            }
+        };
+        let before = read(&urbanisme).await;
+        let edit = before["actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["id"] == "correct")
+            .cloned()
+            .expect("the receiver is offered the edit form");
+        assert_eq!(edit["kind"], "EDIT");
+        let open: Vec<&str> = edit["inputFields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(open, ["address", "zip", "plan", "rooms"], "the fields it opens");
+        assert!(
+            read(&citizen).await["actions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|a| a["id"] != "correct")
+        );
+        let act = |client: &GraphqlClient, action: &str, input: Value, comment: Option<&str>| {
+            let client = client.clone();
+            let vars =
+                json!({ "demand": demand, "action": action, "input": input, "comment": comment });
+            async move { client.request(ACT, vars).await.unwrap() }
+        };
+
+        // Bad answers are refused field by field, fields it does not open too; nothing changes.
+        let r = act(&urbanisme, "correct", json!({ "zip": "4400", "address": "" }), None).await;
+        assert_eq!(r.error_code(), Some("BAD_USER_INPUT"), "{}", r.body);
+        let invalid = r.body["errors"][0]["extensions"]["invalidFields"].to_string();
+        assert!(invalid.contains("zip") && invalid.contains("address"), "{invalid}");
+        let r = act(&urbanisme, "correct", json!({ "kind": "shed" }), None).await;
+        assert_eq!(r.error_code(), Some("BAD_USER_INPUT"), "{}", r.body);
+        assert!(r.body.to_string().contains("\\\"kind\\\" cannot be changed"), "{}", r.body);
+        let r = act(&citizen, "correct", json!({ "zip": "44100" }), None).await;
+        assert!(r.error_code().is_some(), "the submitter may not use it: {}", r.body);
+        assert_eq!(read(&urbanisme).await["history"], before["history"]);
+
+        // A new plan uploaded by the agent, the rooms given back as read: the plan and the
+        // postcode change, the photo stays, the demand moves on.
+        let new_plan = b"%PDF-1.7\nsecond plan\n%%EOF".to_vec();
+        let replaced = id_of(upload(&urbanisme, "plan-v2.pdf", "application/pdf", &new_plan).await);
+        let r = act(
+            &urbanisme,
+            "correct",
+            json!({ "zip": "44100", "plan": replaced, "rooms": before["data"]["rooms"] }),
+            None,
+        )
+        .await;
+        assert!(r.is_ok(), "{}", r.body);
+        let after = read(&urbanisme).await;
+        assert_eq!(after["status"]["id"], "checked");
+        assert_eq!(after["data"]["zip"], "44100");
+        assert_eq!(after["data"]["kind"], before["data"]["kind"], "untouched answers stay");
+        assert_eq!(after["data"]["rooms"], before["data"]["rooms"]);
+        let history: Vec<(String, String)> = after["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| {
+                (h["kind"].as_str().unwrap().to_owned(), h["text"].as_str().unwrap().to_owned())
+            })
+            .collect();
+        assert!(history.contains(&("edited".into(), "zip, plan".into())), "{history:?}");
+        let files: Vec<(&str, &str)> = after["attachments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| (a["field"].as_str().unwrap(), a["filename"].as_str().unwrap()))
+            .collect();
+        assert_eq!(files, [("plan", "plan-v2.pdf"), ("rooms.0.photo", "kitchen.png")]);
+        let (status, bytes) =
+            download(&citizen, after["attachments"][0]["url"].as_str().unwrap()).await;
+        assert_eq!((status, bytes), (200, new_plan));
+        // The agent's upload now belongs to the demand: it cannot go to another one.
+        let r = submit(&urbanisme, "permis", json!({ "plan": replaced })).await;
+        assert!(r.body.to_string().contains("attached to another demand"), "{}", r.body);
+
+        // The submitter sends a signed form in the next status: type and size are checked,
+        // one upload is attached once, the comment goes with it.
+        let signed = id_of(upload(&citizen, "signed.pdf", "application/pdf", &pdf).await);
+        let image = id_of(upload(&citizen, "signed.png", "image/png", &png).await);
+        let r = act(&citizen, "sign", json!({ "upload": image }), None).await;
+        assert_eq!(r.error_code(), Some("BAD_USER_INPUT"), "{}", r.body);
+        let r = act(&citizen, "sign", json!({ "upload": signed }), Some("signed today")).await;
+        assert!(r.is_ok(), "{}", r.body);
+        let r = act(&citizen, "sign", json!({ "upload": signed }), None).await;
+        assert_eq!(r.error_code(), Some("BAD_USER_INPUT"), "{}", r.body);
+        assert!(r.body.to_string().contains("attached to a demand already"), "{}", r.body);
+        let last = read(&urbanisme).await;
+        let kinds: Vec<&str> = last["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["kind"].as_str().unwrap())
+            .collect();
+        assert_eq!(kinds[kinds.len() - 2..], ["comment", "file_attached"]);
+        assert_eq!(last["attachments"].as_array().unwrap().len(), 3);
+
+        // The submitter fixes the one field opened to them, with front-office requirements.
+        let r = act(&citizen, "fix-mine", json!({ "email": "not an address" }), None).await;
+        assert_eq!(r.error_code(), Some("BAD_USER_INPUT"), "{}", r.body);
+        let r = act(&citizen, "fix-mine", json!({ "email": null }), None).await;
+        assert_eq!(
+            r.error_code(),
+            Some("BAD_USER_INPUT"),
+            "required on the front office: {}",
+            r.body
+        );
+        let r = act(&citizen, "fix-mine", json!({ "email": "camille@example.net" }), None).await;
+        assert!(r.is_ok(), "{}", r.body);
+        assert_eq!(r.data()["performAction"]["data"]["email"], "camille@example.net");
+        assert_eq!(r.data()["performAction"]["status"]["id"], "checked", "no target: it stays");
+        server.stop().await;
+    });
+}

@@ -85,6 +85,17 @@ impl DemandActor {
     ) -> ResponseActFuture<Self, Result<DemandView, DemandError>> {
         let store = self.store.clone();
         let demands = self.demands.clone();
+        // Files the step newly holds (an edit, an attachment form) are claimed with it.
+        let held: std::collections::HashSet<String> =
+            super::attachments::attachments_of(&self.demand.data)
+                .into_iter()
+                .map(|a| a.upload)
+                .collect();
+        let fresh: Vec<String> = super::attachments::attachments_of(&step.demand.data)
+            .into_iter()
+            .map(|a| a.upload)
+            .filter(|u| !held.contains(u))
+            .collect();
         let write = async move {
             let now = Timestamp::now();
             // The demands this step creates are checked first: all are written, or none.
@@ -116,6 +127,11 @@ impl DemandActor {
                         writes.claimed_uploads = sub.uploads;
                     }
                     writes.claimed_uploads.extend(documents.iter().cloned());
+                    for u in fresh.iter() {
+                        if !writes.claimed_uploads.contains(u) {
+                            writes.claimed_uploads.push(u.clone());
+                        }
+                    }
                 }
                 all.push(writes);
             }

@@ -563,6 +563,12 @@ pub struct SubmissionContext {
     pub uploads: HashMap<String, super::attachments::Upload>,
     /// The data of the person's cards that fields prefill from, by card model slug.
     pub cards: HashMap<String, Map<String, Value>>,
+    /// An edit: the demand's current answers. An answer given back as it is stored is kept
+    /// as it is (a slot since taken by this very demand, a file it holds), and read-only
+    /// fields keep theirs.
+    pub kept: Map<String, Value>,
+    /// An edit: the demand edited, whose own files may be given again.
+    pub editing: Option<crate::ids::DemandId>,
 }
 
 /// Profile values forms may be prefilled with.
@@ -708,11 +714,20 @@ fn validate_level(
                 }
             }
         }
-        let given = if field.read_only {
-            prefilled(field, ctx, &vars)
-        } else {
-            input.get(&field.id).cloned().filter(|v| !is_empty(v))
+        // Only top-level answers are kept whole (a block is kept or checked entire).
+        let kept = if prefix.is_empty() { ctx.kept.get(&field.id) } else { None };
+        let given = match (field.read_only, kept) {
+            (true, Some(kept)) => Some(kept.clone()),
+            (true, None) => prefilled(field, ctx, &vars),
+            (false, _) => input.get(&field.id).cloned().filter(|v| !is_empty(v)),
         };
+        if let (Some(kept), Some(given)) = (kept, &given)
+            && kept == given
+            && !matches!(field.kind, FieldKind::Computed { .. })
+        {
+            data.insert(field.id.clone(), kept.clone());
+            continue;
+        }
         let required = match field.required {
             Required::Optional => false,
             Required::Always => true,
@@ -815,6 +830,14 @@ fn text_of(v: Value) -> Result<String, String> {
     }
 }
 
+/// A choice answered by its id, or given back as stored (`{"id", "text"}`).
+fn choice_id(v: Value) -> Result<String, String> {
+    match v {
+        Value::Object(mut o) => text_of(o.remove("id").ok_or("a choice's id")?),
+        v => text_of(v),
+    }
+}
+
 fn check_value(
     field: &Field,
     kind: &FieldKind,
@@ -876,7 +899,7 @@ fn check_value(
             _ => return Err("true or false".into()),
         },
         FieldKind::Item { choices } => {
-            let id = text_of(v)?;
+            let id = choice_id(v)?;
             choice(field, choices, ctx, &id)?
         }
         FieldKind::Items { choices, min, max } => {
@@ -884,7 +907,7 @@ fn check_value(
             let mut out = Vec::new();
             let mut seen = BTreeSet::new();
             for id in ids {
-                let id = text_of(id)?;
+                let id = choice_id(id)?;
                 if seen.insert(id.clone()) {
                     out.push(choice(field, choices, ctx, &id)?);
                 }
@@ -908,9 +931,11 @@ fn check_value(
             let upload = ctx
                 .uploads
                 .get(id.trim())
-                .filter(|u| u.owner == ctx.uploader)
+                .filter(|u| {
+                    u.owner == ctx.uploader || (u.demand.is_some() && u.demand == ctx.editing)
+                })
                 .ok_or("no such upload: upload the file first")?;
-            if upload.demand.is_some() {
+            if upload.demand.is_some() && upload.demand != ctx.editing {
                 return Err("this upload is attached to another demand".into());
             }
             if upload.size > *max_bytes {

@@ -70,7 +70,7 @@ pub struct OfferedAction {
     pub kind: OfferedKind,
     /// A button that takes a comment.
     pub with_comment: bool,
-    /// The fields an interactive global action asks.
+    /// The fields an interactive global action asks, or an edit form opens.
     pub input: Vec<Field>,
 }
 
@@ -83,6 +83,10 @@ pub enum OfferedKind {
     Comment,
     /// A global action.
     Global,
+    /// An edit form (its `input` lists the fields it opens).
+    Edit,
+    /// An attachment form.
+    Attach,
 }
 
 impl DemandView {
@@ -148,6 +152,40 @@ impl DemandView {
                             id: item.id.clone(),
                             label: label.clone(),
                             kind: OfferedKind::Comment,
+                            with_comment: true,
+                            input: Vec::new(),
+                        });
+                    }
+                    ItemKind::Edit { label, by, fields, .. }
+                        if d.may_use(&self.form, by, actor) =>
+                    {
+                        // The fields it opens: answers, and the pages and titles around them.
+                        let open = |f: &Field| fields.is_empty() || fields.contains(&f.id);
+                        let input = self
+                            .form
+                            .fields
+                            .iter()
+                            .filter(|f| {
+                                !f.kind.holds_value()
+                                    || (open(f)
+                                        && !f.read_only
+                                        && !matches!(f.kind, FieldKind::Computed { .. }))
+                            })
+                            .cloned()
+                            .collect();
+                        out.push(OfferedAction {
+                            id: item.id.clone(),
+                            label: label.clone(),
+                            kind: OfferedKind::Edit,
+                            with_comment: false,
+                            input,
+                        });
+                    }
+                    ItemKind::Attach { label, by, .. } if d.may_use(&self.form, by, actor) => {
+                        out.push(OfferedAction {
+                            id: item.id.clone(),
+                            label: label.clone(),
+                            kind: OfferedKind::Attach,
                             with_comment: true,
                             input: Vec::new(),
                         });
@@ -1004,6 +1042,7 @@ impl Demands {
             uploader: caller,
             uploads: uploads.into_iter().map(|u| (u.id.clone(), u)).collect(),
             cards: self.prefill_cards(&form.fields, submitter).await?,
+            ..SubmissionContext::default()
         };
         let data = super::form::validate(&form.fields, &sub.answers, &ctx, &Map::new())
             .map_err(DemandError::InvalidAnswers)?;
@@ -1591,6 +1630,14 @@ impl Demands {
                 let input = self.action_input(id, &action_id, &actor, input).await?;
                 Operation::Global { action_id, input }
             }
+            Operation::Edit { item_id, data, .. } => {
+                let (data, based_on) = self.edit_input(id, &item_id, &actor, data).await?;
+                Operation::Edit { item_id, data, based_on }
+            }
+            Operation::Attach { item_id, file, comment } => {
+                let file = self.attached_file(&actor, &file).await?;
+                Operation::Attach { item_id, file, comment }
+            }
             op => op,
         };
         self.ask(id, Perform { op, actor }).await?
@@ -1623,6 +1670,75 @@ impl Demands {
         };
         super::form::validate(&action.input, &input, &ctx, &base)
             .map_err(DemandError::InvalidAnswers)
+    }
+
+    /// The answers of a demand after an edit: the changed `answers` over the current ones,
+    /// every answer checked as on submission (by an agent, front-office-only requirements are
+    /// lifted), with the demand's version they were checked on. An answer given back as it is
+    /// stored stays as it is.
+    async fn edit_input(
+        &self,
+        id: DemandId,
+        item_id: &str,
+        actor: &model::Actor,
+        answers: Map<String, Value>,
+    ) -> Result<(Map<String, Value>, u64), DemandError> {
+        let view = self.get(id).await?;
+        let form = &view.form;
+        let mut current = Map::new();
+        for f in form.fields.iter().filter(|f| f.kind.holds_value()) {
+            if let Some(v) = view.demand.data.get(&f.id) {
+                current.insert(f.id.clone(), v.clone());
+            }
+        }
+        let is_edit = view.workflow.status(&view.demand.status).is_some_and(|s| {
+            s.items.iter().any(|i| i.id == item_id && matches!(i.kind, ItemKind::Edit { .. }))
+        });
+        if !is_edit {
+            // The actor says why: not offered here, or not an edit form.
+            return Ok((current, view.demand.version));
+        }
+        let mut input = current.clone();
+        input.extend(answers);
+        let upload_ids = super::form::upload_ids(&form.fields, &input);
+        let uploads = self.inner.store.uploads(&upload_ids).await.map_err(store_error)?;
+        let ctx = SubmissionContext {
+            back_office: actor.admin || !actor.roles.is_empty(),
+            external_choices: self.external_choices(&form.fields).await?,
+            uploader: Some(actor.account),
+            uploads: uploads.into_iter().map(|u| (u.id.clone(), u)).collect(),
+            kept: current,
+            editing: Some(id),
+            ..SubmissionContext::default()
+        };
+        let data = super::form::validate(&form.fields, &input, &ctx, &Map::new())
+            .map_err(DemandError::InvalidAnswers)?;
+        Ok((data, view.demand.version))
+    }
+
+    /// The file an attachment form is given (`{"upload": <id>}`): an upload of the caller's
+    /// not attached anywhere yet, as a file field keeps it.
+    async fn attached_file(
+        &self,
+        actor: &model::Actor,
+        file: &Map<String, Value>,
+    ) -> Result<Map<String, Value>, DemandError> {
+        let id = file.get("upload").and_then(Value::as_str).unwrap_or_default().trim();
+        if id.is_empty() {
+            return Err(DemandError::Invalid("a file is needed: its upload id".into()));
+        }
+        let uploads = self.inner.store.uploads(&[id.to_owned()]).await.map_err(store_error)?;
+        let upload = uploads
+            .into_iter()
+            .find(|u| u.owner == Some(actor.account))
+            .ok_or_else(|| DemandError::Invalid("no such upload: upload the file first".into()))?;
+        if upload.demand.is_some() {
+            return Err(DemandError::Invalid("this upload is attached to a demand already".into()));
+        }
+        match attachments::field_value(&upload) {
+            Value::Object(o) => Ok(o),
+            _ => Err(DemandError::Unavailable("an upload's description".into())),
+        }
     }
 
     /// A timed jump is due (from the scheduler).

@@ -168,6 +168,18 @@ pub enum HistoryKind {
         /// Their ids.
         fields: Vec<String>,
     },
+    /// Answers were changed through an edit form.
+    Edited {
+        /// The ids of the fields whose answer changed.
+        fields: Vec<String>,
+    },
+    /// A file was attached through an attachment form.
+    FileAttached {
+        /// Its file name.
+        filename: String,
+        /// The data key it is kept under.
+        field: String,
+    },
     /// An agent was given access through the tracking code.
     AccessGranted,
     /// A document was generated and attached.
@@ -575,6 +587,25 @@ pub enum Operation {
         /// The answers to its input fields, validated against them (see `Demands::perform`).
         input: Map<String, Value>,
     },
+    /// Change answers through an edit form of the current status.
+    Edit {
+        /// The form's id.
+        item_id: String,
+        /// Every answer of the form after the edit, checked as a submission's are (see
+        /// `Demands::perform`); the answers it lacks are removed.
+        data: Map<String, Value>,
+        /// The demand's version they were checked on: a demand changed since is refused.
+        based_on: u64,
+    },
+    /// Attach a file through an attachment form of the current status.
+    Attach {
+        /// The form's id.
+        item_id: String,
+        /// The stored upload, as a file field keeps it (`upload`, `name`, `type`, `size`).
+        file: Map<String, Value>,
+        /// A comment kept in the history with it.
+        comment: Option<String>,
+    },
     /// A system calls a global action's webhook.
     Hook {
         /// The hook's name.
@@ -642,6 +673,75 @@ pub fn perform(
                 return Err(DemandError::Invalid("an empty comment".into()));
             }
             run.record(HistoryKind::Comment { text });
+        }
+        Operation::Edit { item_id, data, based_on } => {
+            let item = offered(item_id)?;
+            let ItemKind::Edit { label, by, fields, target } = &item.kind else {
+                return Err(DemandError::NotFound(format!("edit form {item_id:?}")));
+            };
+            if !demand.may_use(form, by, actor) {
+                return Err(DemandError::Forbidden(format!("you may not use {label:?}")));
+            }
+            if demand.version != *based_on {
+                return Err(DemandError::Conflict(
+                    "the demand changed meanwhile; look at it again and retry".into(),
+                ));
+            }
+            let answers = form.fields.iter().filter(|f| f.kind.holds_value());
+            let mut changed = Vec::new();
+            for f in answers {
+                if demand.data.get(&f.id) == data.get(&f.id) {
+                    continue;
+                }
+                // Computed answers follow the others; the rest must be open to this form.
+                let computed = matches!(f.kind, super::form::FieldKind::Computed { .. });
+                if !computed && !fields.is_empty() && !fields.contains(&f.id) {
+                    return Err(DemandError::Invalid(format!(
+                        "{:?} cannot be changed through {label:?}",
+                        f.id
+                    )));
+                }
+                match data.get(&f.id) {
+                    Some(v) => run.demand.data.insert(f.id.clone(), v.clone()),
+                    None => run.demand.data.remove(&f.id),
+                };
+                changed.push(f.id.clone());
+            }
+            run.record(HistoryKind::Edited { fields: changed });
+            if let Some(target) = target {
+                run.jump(target, label, 0)?;
+            }
+        }
+        Operation::Attach { item_id, file, comment } => {
+            let item = offered(item_id)?;
+            let ItemKind::Attach { label, by, field, types, max_bytes } = &item.kind else {
+                return Err(DemandError::NotFound(format!("attachment form {item_id:?}")));
+            };
+            if !demand.may_use(form, by, actor) {
+                return Err(DemandError::Forbidden(format!("you may not use {label:?}")));
+            }
+            let size = file.get("size").and_then(Value::as_u64).unwrap_or_default();
+            let limit = max_bytes.unwrap_or(super::attachments::DEFAULT_FIELD_BYTES);
+            if size > limit {
+                return Err(DemandError::Invalid(format!(
+                    "a file here has at most {} KiB",
+                    limit / 1024
+                )));
+            }
+            let content_type = file.get("type").and_then(Value::as_str).unwrap_or_default();
+            if !super::attachments::type_accepted(content_type, types) {
+                return Err(DemandError::Invalid(format!(
+                    "{content_type} files are not accepted here (accepted: {})",
+                    types.join(", ")
+                )));
+            }
+            if let Some(text) = comment.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+                run.record(HistoryKind::Comment { text: checked_comment(text)? });
+            }
+            let key = field.clone().unwrap_or_else(|| format!("{item_id}_{}", demand.history_len));
+            let filename = file.get("name").and_then(Value::as_str).unwrap_or("file").to_owned();
+            run.demand.data.insert(key.clone(), Value::Object(file.clone()));
+            run.record(HistoryKind::FileAttached { filename, field: key });
         }
         Operation::Global { action_id, input } => {
             let action = workflow
@@ -1057,7 +1157,10 @@ impl<'a> Run<'a> {
                     self.children.push(ChildDemand { id, form: form.clone(), data });
                     self.record(HistoryKind::DemandCreated { id, form: form.clone() });
                 }
-                ItemKind::Button { .. } | ItemKind::Comment { .. } => {}
+                ItemKind::Button { .. }
+                | ItemKind::Comment { .. }
+                | ItemKind::Edit { .. }
+                | ItemKind::Attach { .. } => {}
             }
         }
         Ok(Flow::Continue)

@@ -168,6 +168,39 @@ pub enum ItemKind {
         #[serde(default)]
         payload: Option<String>,
     },
+    /// A form offered to `by` in this status to change the demand's answers (w.c.s. "edit"):
+    /// answers are checked as on submission, the change is kept in the history (which fields,
+    /// from what to what), and the demand then goes to `target` when one is set.
+    Edit {
+        /// Its text.
+        label: String,
+        /// Who may edit.
+        by: Vec<Who>,
+        /// The fields it may change (ids of the form's fields); all of them when empty.
+        #[serde(default)]
+        fields: Vec<String>,
+        /// The status after the edit; the demand stays where it is when absent.
+        #[serde(default)]
+        target: Option<String>,
+    },
+    /// A form offered to `by` in this status to attach a file to the demand, with an optional
+    /// comment (w.c.s. "attach a file"): the file joins the demand's attachments under `field`
+    /// (replacing the previous one) or, without a field, beside the others.
+    Attach {
+        /// Its text.
+        label: String,
+        /// Who may attach.
+        by: Vec<Who>,
+        /// The data key it is kept under; each file is kept apart when absent.
+        #[serde(default)]
+        field: Option<String>,
+        /// Accepted types (`application/pdf`, `image/*`); any when empty.
+        #[serde(default)]
+        types: Vec<String>,
+        /// Largest file accepted, in bytes (10 MiB when absent).
+        #[serde(default)]
+        max_bytes: Option<u64>,
+    },
     /// Creates a demand of another form from this one, its fields mapped from templates; it
     /// is for the same person and written in the same transaction.
     CreateDemand {
@@ -179,9 +212,15 @@ pub enum ItemKind {
 }
 
 impl ItemKind {
-    /// True for items that wait for someone (buttons, comment forms).
+    /// True for items that wait for someone (buttons, comment, edit and attachment forms).
     pub fn is_interactive(&self) -> bool {
-        matches!(self, ItemKind::Button { .. } | ItemKind::Comment { .. })
+        matches!(
+            self,
+            ItemKind::Button { .. }
+                | ItemKind::Comment { .. }
+                | ItemKind::Edit { .. }
+                | ItemKind::Attach { .. }
+        )
     }
 }
 
@@ -533,6 +572,33 @@ impl WorkflowDef {
                 }
             }
             ItemKind::Comment { by, .. } => self.check_who(by, &at)?,
+            ItemKind::Edit { label, by, fields, target } => {
+                if label.trim().is_empty() {
+                    return Err(err("an edit form needs a label".into()));
+                }
+                self.check_who(by, &at)?;
+                if let Some(t) = target {
+                    target_exists(t)?;
+                }
+                if fields.iter().any(|f| f.trim().is_empty()) {
+                    return Err(err("an empty field id".into()));
+                }
+            }
+            ItemKind::Attach { label, by, field, max_bytes, .. } => {
+                if label.trim().is_empty() {
+                    return Err(err("an attachment form needs a label".into()));
+                }
+                self.check_who(by, &at)?;
+                if field.as_deref().is_some_and(|f| f.trim().is_empty()) {
+                    return Err(err("an empty field id".into()));
+                }
+                if max_bytes.is_some_and(|b| b == 0 || b > super::attachments::MAX_UPLOAD_BYTES) {
+                    return Err(err(format!(
+                        "a file limit is 1 byte to {} MiB",
+                        super::attachments::MAX_UPLOAD_BYTES >> 20
+                    )));
+                }
+            }
             ItemKind::Notify { to, subject, body, .. } => {
                 if to.is_empty() {
                     return Err(err("a notification needs recipients".into()));

@@ -125,7 +125,8 @@ pub struct StepWrites {
     pub tracking_hash: Option<String>,
     /// On submission from a draft: the draft, deleted in the same transaction.
     pub submitted_draft: Option<DraftId>,
-    /// On submission: the uploads it attaches, claimed for it in the same transaction.
+    /// The uploads it newly attaches (submission, edit, attachment form), claimed for it in the
+    /// same transaction: one already attached to a demand fails the whole step.
     pub claimed_uploads: Vec<String>,
     /// In-app notifications to the accounts notified.
     pub web_notifications: Vec<WebNotification>,

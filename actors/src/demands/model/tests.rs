@@ -413,3 +413,132 @@ fn global_actions_need_a_trigger_and_coherent_ones() {
     }];
     assert!(wf.check().unwrap_err().0.contains("only an action run by hand asks for input"));
 }
+
+/// The simple workflow with, in "new", an edit form for the receiver (only `name`, going on
+/// to "in-progress") and an attachment form for the submitter (PDFs up to 1 KiB).
+fn with_edit_and_attach() -> WorkflowDef {
+    let mut wf = workflow();
+    wf.statuses[0].items.push(item(
+        "fix",
+        ItemKind::Edit {
+            label: "Correct".into(),
+            by: vec![Who::Function("receiver".into())],
+            fields: vec!["name".into()],
+            target: Some("in-progress".into()),
+        },
+    ));
+    wf.statuses[0].items.push(item(
+        "proof",
+        ItemKind::Attach {
+            label: "Add a proof".into(),
+            by: vec![Who::Submitter],
+            field: None,
+            types: vec!["application/pdf".into()],
+            max_bytes: Some(1024),
+        },
+    ));
+    wf.check().unwrap();
+    wf
+}
+
+#[test]
+fn an_edit_changes_the_fields_it_opens_records_them_and_moves_on() {
+    let (mut f, _, _, citizen) = submitted(false);
+    let wf = with_edit_and_attach();
+    f.workflow_id = wf.id;
+    f.fields.push(Field { id: "street".into(), label: "Street".into(), ..f.fields[0].clone() });
+    let new = NewDemand {
+        id: DemandId::new(),
+        data: json!({"name": "Camile", "street": "Rue Haute"}).as_object().cloned().unwrap(),
+        submitter: Some(citizen),
+        user_label: "Camille Martin".into(),
+        entered_by: None,
+        channel: SubmissionChannel::Web,
+        parent: None,
+    };
+    let d = submit(&f, &wf, new, now()).unwrap().demand;
+    let mut data = d.data.clone();
+    data.insert("name".into(), json!("Camille"));
+    let fix = |data: &Map<String, Value>, based_on| Operation::Edit {
+        item_id: "fix".into(),
+        data: data.clone(),
+        based_on,
+    };
+    // The submitter is not among those who may edit; a stale version is refused.
+    let as_citizen = Actor { account: citizen, admin: false, roles: vec![] };
+    let e = perform(&f, &wf, &d, &fix(&data, d.version), &as_citizen, now()).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::Forbidden);
+    let e = perform(&f, &wf, &d, &fix(&data, d.version - 1), &agent("police"), now()).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::Conflict);
+    // A field the form does not open.
+    let mut street = data.clone();
+    street.insert("street".into(), json!("Rue Basse"));
+    let e = perform(&f, &wf, &d, &fix(&street, d.version), &agent("police"), now()).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::BadUserInput);
+    assert!(e.to_string().contains("street"), "{e}");
+
+    let step = perform(&f, &wf, &d, &fix(&data, d.version), &agent("police"), now()).unwrap();
+    assert_eq!(step.demand.data["name"], "Camille");
+    assert_eq!(step.demand.data["street"], "Rue Haute");
+    assert_eq!(step.demand.digest, "Camille — IN-PROGRESS", "the digest follows the answers");
+    assert!(matches!(&step.history[0].kind, HistoryKind::Edited { fields } if fields == &["name"]));
+    assert!(matches!(
+        &step.history[1].kind,
+        HistoryKind::StatusChanged { to, cause, .. } if to == "in-progress" && cause == "Correct"
+    ));
+    // Offered only in its status.
+    let e =
+        perform(&f, &wf, &step.demand, &fix(&data, step.demand.version), &agent("police"), now())
+            .unwrap_err();
+    assert_eq!(e.code(), ErrorCode::NotFound);
+}
+
+#[test]
+fn an_attachment_form_keeps_each_file_under_its_limits() {
+    let (mut f, _, _, citizen) = submitted(false);
+    let wf = with_edit_and_attach();
+    f.workflow_id = wf.id;
+    let new = NewDemand {
+        id: DemandId::new(),
+        data: json!({"name": "Camille"}).as_object().cloned().unwrap(),
+        submitter: Some(citizen),
+        user_label: "Camille Martin".into(),
+        entered_by: None,
+        channel: SubmissionChannel::Web,
+        parent: None,
+    };
+    let d = submit(&f, &wf, new, now()).unwrap().demand;
+    let file = |ty: &str, size: u64| {
+        json!({"upload": "0123456789abcdef0123456789abcdef", "name": "proof.pdf", "type": ty, "size": size})
+            .as_object()
+            .cloned()
+            .unwrap()
+    };
+    let attach = |file, comment: Option<&str>| Operation::Attach {
+        item_id: "proof".into(),
+        file,
+        comment: comment.map(Into::into),
+    };
+    let me = Actor { account: citizen, admin: false, roles: vec![] };
+    let e = perform(&f, &wf, &d, &attach(file("image/png", 10), None), &me, now()).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::BadUserInput);
+    assert!(e.to_string().contains("image/png"), "{e}");
+    let e =
+        perform(&f, &wf, &d, &attach(file("application/pdf", 2048), None), &me, now()).unwrap_err();
+    assert!(e.to_string().contains("1 KiB"), "{e}");
+    let e =
+        perform(&f, &wf, &d, &attach(file("application/pdf", 10), None), &agent("police"), now())
+            .unwrap_err();
+    assert_eq!(e.code(), ErrorCode::Forbidden);
+
+    let step = perform(&f, &wf, &d, &attach(file("application/pdf", 10), Some("here")), &me, now())
+        .unwrap();
+    assert_eq!(step.demand.status, "new", "an attachment moves nothing");
+    let key = format!("proof_{}", d.history_len);
+    assert_eq!(step.demand.data[&key]["name"], "proof.pdf");
+    assert!(matches!(&step.history[0].kind, HistoryKind::Comment { text } if text == "here"));
+    assert!(matches!(
+        &step.history[1].kind,
+        HistoryKind::FileAttached { filename, field } if filename == "proof.pdf" && field == &key
+    ));
+}
