@@ -142,6 +142,17 @@ pub enum Action<'a> {
         /// Agents given access through the tracking code.
         granted: &'a [AccountId],
     },
+    /// Link a demand entered for an unknown person to their account: agents of the roles
+    /// playing its functions or of its form's back-office submission roles, agents given its
+    /// tracking code (the one who entered it among them), administrators.
+    LinkDemandUser {
+        /// Roles playing its functions.
+        content_roles: &'a [String],
+        /// The form's back-office submission roles.
+        submission_roles: &'a [String],
+        /// Agents given access through the tracking code.
+        granted: &'a [AccountId],
+    },
     /// Cancel a booking owned by `owner`.
     CancelBooking {
         /// Services whose agents manage the agenda.
@@ -215,6 +226,13 @@ pub fn authorize(principal: &Principal, action: Action<'_>) -> Result<(), Access
             } else {
                 return Err(AccessError::Hidden);
             }
+        }
+        Action::LinkDemandUser { content_roles, submission_roles, granted } => {
+            let agent = principal.roles().is_some_and(|r| r.admin || r.is_agent());
+            agent
+                && (holds_any(content_roles)
+                    || holds_any(submission_roles)
+                    || granted.contains(&me))
         }
         Action::SeeEvent { agenda_services, published } => {
             if published || principal.is_agent_for(agenda_services) {
@@ -305,6 +323,29 @@ mod tests {
         let granted = [police.account_id().unwrap()];
         let given = Action::SeeDemand { submitter: None, content_roles: &[], granted: &granted };
         assert_eq!(authorize(&police, given), Ok(()));
+    }
+
+    #[test]
+    fn a_demand_is_linked_to_its_person_by_the_agents_who_handle_it() {
+        let roles = vec!["police".to_owned()];
+        let counter = vec!["accueil".to_owned()];
+        let entered_by = agent("sport");
+        let granted = [entered_by.account_id().unwrap()];
+        let link = Action::LinkDemandUser {
+            content_roles: &roles,
+            submission_roles: &counter,
+            granted: &granted,
+        };
+        assert_eq!(authorize(&agent("police"), link), Ok(()));
+        assert_eq!(authorize(&agent("accueil"), link), Ok(()));
+        assert_eq!(authorize(&entered_by, link), Ok(()));
+        assert_eq!(authorize(&agent("culture"), link), Err(AccessError::Forbidden));
+        let citizen = citizen();
+        let mine = [citizen.account_id().unwrap()];
+        let given =
+            Action::LinkDemandUser { content_roles: &[], submission_roles: &[], granted: &mine };
+        assert_eq!(authorize(&citizen, given), Err(AccessError::Forbidden), "not to themselves");
+        assert_eq!(authorize(&Principal::Anonymous, link), Err(AccessError::Unauthenticated));
     }
 
     #[test]

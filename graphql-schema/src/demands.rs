@@ -1164,7 +1164,7 @@ pub struct HistoryItem {
     pub status: String,
     /// `submitted`, `status_changed`, `comment`, `message`, `notified`, `dispatched`,
     /// `fields_set`, `edited` (text: the changed fields), `file_attached` (text: file name and
-    /// field), `access_granted`, `demand_created` (text: form and id), `created_from` (text: the
+    /// field), `user_linked` (text: the account's id), `access_granted`, `demand_created` (text: form and id), `created_from` (text: the
     /// parent's id), `webhook_queued`, `webhook_called`, `document_generated`, `global_action`
     /// (text: its label and trigger), `error`.
     pub kind: String,
@@ -1193,6 +1193,7 @@ fn history_item(h: &HistoryEntry) -> HistoryItem {
         HistoryKind::FileAttached { filename, field } => {
             ("file_attached", format!("{filename} ({field})"))
         }
+        HistoryKind::UserLinked { account } => ("user_linked", account.to_string()),
         HistoryKind::AccessGranted => ("access_granted", "access given by tracking code".into()),
         HistoryKind::DemandCreated { id, form } => ("demand_created", format!("{form} {id}")),
         HistoryKind::CreatedFrom { parent } => ("created_from", parent.to_string()),
@@ -2133,6 +2134,27 @@ impl DemandsMutation {
         let id = parse_id(&id, "draft")?;
         services.demands.discard_draft(&caller.principal, id).await.gql()?;
         Ok(true)
+    }
+
+    /// Links a demand entered for an unknown person (`submitDemand` by an agent without
+    /// `onBehalfOf`) to that person's account, found or created since: agents of its
+    /// functions' roles, of its form's back-office submission roles, or given its tracking
+    /// code. `CONFLICT` when it is someone's already.
+    async fn link_demand_user(
+        &self,
+        ctx: &Context<'_>,
+        demand_id: ID,
+        user_id: ID,
+    ) -> async_graphql::Result<Demand> {
+        let caller = ctx.data::<Caller>()?;
+        caller.account()?;
+        let services = ctx.data::<Services>()?;
+        let id: DemandId = parse_id(&demand_id, "demand")?;
+        let user: AccountId = parse_id(&user_id, "user")?;
+        let view = services.demands.get(id).await.gql()?;
+        sight(&caller.principal, &view)?;
+        let view = services.demands.link_user(id, &caller.principal, user).await.gql()?;
+        demand_for(caller, view)
     }
 
     /// Takes an action offered on a demand (see `Demand.actions`): a button (with an optional

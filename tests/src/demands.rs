@@ -414,6 +414,41 @@ fn agents_submit_on_behalf_and_anonymous_citizens_keep_a_tracking_code() {
             .collect();
         assert!(kinds.contains(&"access_granted"), "{kinds:?}");
 
+        // At the counter for someone without an account yet, linked to it once they have one.
+        let r = accueil
+            .request(SUBMIT, json!({ "input": { "form": "permis", "answers": valid_answers(), "channel": "COUNTER" } }))
+            .await
+            .unwrap();
+        assert!(r.is_ok(), "{}", r.body);
+        let walk_in = r.data()["submitDemand"]["demand"]["id"].as_str().unwrap().to_owned();
+        let (dominique, dominique_id) = server
+            .client()
+            .register("dominique@citoyens.test", PASSWORD, "Dominique", "Petit")
+            .await
+            .unwrap();
+        let link = "mutation($d: ID!, $u: ID!) { linkDemandUser(demandId: $d, userId: $u) {
+            id userLabel history { kind } } }";
+        let linking = |d: &str, u: &str| json!({ "d": d, "u": u });
+        let r = dominique.request(link, linking(&walk_in, &dominique_id)).await.unwrap();
+        assert_eq!(r.error_code(), Some("NOT_FOUND"), "a citizen cannot claim it: {}", r.body);
+        let r = other.request(link, linking(&walk_in, &dominique_id)).await.unwrap();
+        assert_eq!(r.error_code(), Some("NOT_FOUND"), "{}", r.body);
+        let nobody = "0193a1b2-0000-7000-8000-000000000000";
+        let r = accueil.request(link, linking(&walk_in, nobody)).await.unwrap();
+        assert_eq!(r.error_code(), Some("NOT_FOUND"), "{}", r.body);
+        let mine = dominique.request("{ myDemands { id } }", json!({})).await.unwrap();
+        assert_eq!(mine.data()["myDemands"], json!([]));
+        let r = accueil.request(link, linking(&walk_in, &dominique_id)).await.unwrap();
+        assert!(r.is_ok(), "{}", r.body);
+        assert_eq!(r.data()["linkDemandUser"]["userLabel"], "Dominique Petit");
+        let kinds = r.data()["linkDemandUser"]["history"].to_string();
+        assert!(kinds.contains("user_linked"), "{kinds}");
+        let mine = dominique.request("{ myDemands { id } }", json!({})).await.unwrap();
+        assert_eq!(mine.data()["myDemands"], json!([{ "id": walk_in }]));
+        assert_eq!(status(&dominique, &walk_in).await, "received");
+        let r = accueil.request(link, linking(&walk_in, &citizen_id)).await.unwrap();
+        assert_eq!(r.error_code(), Some("CONFLICT"), "linked once: {}", r.body);
+
         // Guessing is slow: a wrong code is NOT_FOUND, and a burst of lookups is cut off.
         let guesser = server.client();
         let mut codes = Vec::new();

@@ -483,3 +483,26 @@ impl Handler<Grant> for DemandActor {
         }
     }
 }
+
+/// A demand entered for an unknown person is linked to their account.
+#[derive(Message, Clone)]
+#[rtype(result = "Result<DemandView, DemandError>")]
+pub(super) struct LinkUser {
+    pub(super) account: AccountId,
+    pub(super) label: String,
+    pub(super) by: AccountId,
+}
+
+impl Handler<LinkUser> for DemandActor {
+    type Result = AtomicResponse<Self, Result<DemandView, DemandError>>;
+
+    fn handle(&mut self, msg: LinkUser, _: &mut Context<Self>) -> Self::Result {
+        self.last_used = Instant::now();
+        let now = Timestamp::now();
+        let d = &self.demand;
+        match model::link_user(&self.form, &self.workflow, d, msg.account, msg.label, msg.by, now) {
+            Ok(step) => AtomicResponse::new(self.commit(step, None)),
+            Err(e) => AtomicResponse::new(Box::pin(fut::ready(Err(e)))),
+        }
+    }
+}

@@ -13,8 +13,8 @@ use serde_json::{Map, Value};
 use tokio::sync::broadcast;
 
 use super::actor::{
-    Create, DemandActor, Get, GlobalTimeout, Grant, Parts, Perform, SubmissionWrites, Timeout,
-    WebhookDone,
+    Create, DemandActor, Get, GlobalTimeout, Grant, LinkUser, Parts, Perform, SubmissionWrites,
+    Timeout, WebhookDone,
 };
 use super::attachments::{self, Attachment, Files, Upload};
 use super::bundle::{Bundle, ImportReport};
@@ -1831,6 +1831,42 @@ impl Demands {
             }
             _ => Ok(view),
         }
+    }
+
+    /// Links a demand entered for an unknown person (at the counter, by phone) to the account
+    /// of that person, found since: they see it among theirs from then on.
+    pub async fn link_user(
+        &self,
+        id: DemandId,
+        principal: &Principal,
+        account: AccountId,
+    ) -> Result<DemandView, DemandError> {
+        let by = principal.account_id().ok_or(DemandError::Unauthenticated)?;
+        let view = self.get(id).await?;
+        let content_roles = view.content_roles();
+        authorize(
+            principal,
+            Action::LinkDemandUser {
+                content_roles: &content_roles,
+                submission_roles: &view.form.backoffice_submission_roles,
+                granted: &view.demand.granted,
+            },
+        )
+        .map_err(|e| match e {
+            crate::access::AccessError::Unauthenticated => DemandError::Unauthenticated,
+            _ => DemandError::Forbidden("you may not link this demand to someone".into()),
+        })?;
+        let person = self
+            .inner
+            .store
+            .account(account)
+            .await
+            .map_err(store_error)?
+            .ok_or_else(|| DemandError::NotFound(format!("account {account}")))?;
+        let label = format!("{} {}", person.first_name, person.last_name).trim().to_owned();
+        let linked = self.ask(id, LinkUser { account, label, by }).await??;
+        tracing::info!(demand = %id, "demand linked to its person");
+        Ok(linked)
     }
 
     /// The demands of an account, newest first.

@@ -180,6 +180,11 @@ pub enum HistoryKind {
         /// The data key it is kept under.
         field: String,
     },
+    /// A demand entered for an unknown person was linked to their account.
+    UserLinked {
+        /// The account.
+        account: AccountId,
+    },
     /// An agent was given access through the tracking code.
     AccessGranted,
     /// A document was generated and attached.
@@ -865,6 +870,28 @@ pub fn webhook_done(
     let mut run = Run::new(form, workflow, demand.clone(), now, None);
     run.record(HistoryKind::WebhookCalled { url: url.to_owned(), status, attempts });
     run.finish()
+}
+
+/// Links a demand entered for an unknown person to their account (`label`: their name): they
+/// see it and follow it as if they had submitted it. A demand that is someone's already is
+/// refused.
+pub fn link_user(
+    form: &FormDef,
+    workflow: &WorkflowDef,
+    demand: &Demand,
+    account: AccountId,
+    label: String,
+    by: AccountId,
+    now: Timestamp,
+) -> Result<Step, DemandError> {
+    if demand.submitter.is_some() {
+        return Err(DemandError::Conflict("this demand is linked to someone already".into()));
+    }
+    let mut run = Run::new(form, workflow, demand.clone(), now, Some(by));
+    run.demand.submitter = Some(account);
+    run.demand.user_label = label;
+    run.record(HistoryKind::UserLinked { account });
+    Ok(run.finish())
 }
 
 /// Gives an agent access to the demand (a citizen gave them its tracking code).
