@@ -1,7 +1,7 @@
 //! The GraphQL websocket (graphql-transport-ws, and the legacy graphql-ws): async-graphql-axum's
 //! `GraphQLWebSocket` between a filtered input and a channel sink, so that we control what the
 //! stock `GraphQLSubscription` handler does not:
-//! small buffers (about 16 KB per idle connection), a `connection_init` deadline (4408),
+//! small buffers (a 1 KiB read buffer, no write buffer, no preallocated queue), a `connection_init` deadline (4408),
 //! duplicate subscription ids (4409), the same nesting limits as HTTP, the session's end, and
 //! a clean close on shutdown (1001).
 
@@ -18,10 +18,11 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
+use futures_channel::mpsc;
 use futures_util::SinkExt;
 use futures_util::stream::{self, StreamExt};
 use graphql_schema::Caller;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use crate::AppState;
 use crate::guard;
@@ -58,7 +59,9 @@ pub(crate) async fn upgrade(state: AppState, parts: &mut Parts) -> Response {
     };
     upgrade
         .protocols([wire.sec_websocket_protocol()])
-        .read_buffer_size(4096)
+        // Client messages are small (a subscription's query); a larger one is read in steps
+        // into a buffer reserved for its length. Each idle connection keeps this much.
+        .read_buffer_size(1024)
         .write_buffer_size(0)
         .max_write_buffer_size(1 << 20)
         .max_message_size(MAX_MESSAGE)
@@ -163,15 +166,16 @@ async fn serve(
     state.metrics.websockets.fetch_add(1, Ordering::Relaxed);
     let (mut socket_sink, incoming) = socket.split();
     // Everything the protocol machine sends goes through this channel, so that this loop can
-    // observe it and add its own close frames.
+    // observe it and add its own close frames. futures' channel allocates per queued message:
+    // an idle connection holds no preallocated slots.
     let (out_tx, mut out_rx) = mpsc::channel::<Message>(64);
-    let sink = futures_util::sink::unfold(out_tx.clone(), |tx, message: Message| async move {
+    let sink = futures_util::sink::unfold(out_tx.clone(), |mut tx, message: Message| async move {
         tx.send(message).await.map(|()| tx).map_err(|_| axum::Error::new("websocket closed"))
     });
     let active: Active = Arc::default();
     let input = stream::unfold(
         (incoming, active.clone(), out_tx),
-        move |(mut incoming, active, out)| async move {
+        move |(mut incoming, active, mut out)| async move {
             loop {
                 let text = match incoming.next().await {
                     Some(Ok(Message::Text(t))) => t.to_string(),
@@ -230,7 +234,7 @@ async fn serve(
     loop {
         tokio::select! {
             () = &mut machine, if !machine_done => machine_done = true,
-            out = out_rx.recv() => {
+            out = out_rx.next() => {
                 let Some(message) = out else { break };
                 match message {
                     Message::Text(text) => {
