@@ -157,18 +157,21 @@ fn lock(active: &Active) -> std::sync::MutexGuard<'_, HashSet<String>> {
     active.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-async fn serve(
+/// Sets a connection up and returns its loop. Built outside the loop's future, so that the
+/// future each idle connection keeps holds only what the loop uses (an `async fn` keeps room
+/// for its arguments and for every local moved into the protocol machine as well).
+fn serve(
     socket: WebSocket,
     protocol: GraphQLProtocol,
     wire_protocol: WebSocketProtocols,
     state: AppState,
-) {
+) -> impl std::future::Future<Output = ()> + Send + use<> {
     state.metrics.websockets.fetch_add(1, Ordering::Relaxed);
-    let (mut socket_sink, incoming) = socket.split();
+    let (socket_sink, incoming) = socket.split();
     // Everything the protocol machine sends goes through this channel, so that this loop can
     // observe it and add its own close frames. futures' channel allocates per queued message:
     // an idle connection holds no preallocated slots.
-    let (out_tx, mut out_rx) = mpsc::channel::<Message>(64);
+    let (out_tx, out_rx) = mpsc::channel::<Message>(64);
     let sink = futures_util::sink::unfold(out_tx.clone(), |mut tx, message: Message| async move {
         tx.send(message).await.map(|()| tx).map_err(|_| axum::Error::new("websocket closed"))
     });
@@ -202,13 +205,13 @@ async fn serve(
             }
         },
     );
-    let (session_tx, mut session_rx) = oneshot::channel();
-    let services = state.services.clone();
+    let (session_tx, session_rx) = oneshot::channel();
+    let sessions = state.services.sessions.clone();
     let on_init = move |payload: serde_json::Value| async move {
         let mut data = Data::default();
         let caller = match token_of(&payload) {
             None => Caller::anonymous(),
-            Some(token) => match services.sessions.authenticate(&token).await {
+            Some(token) => match sessions.authenticate(&token).await {
                 Ok((session, principal)) => {
                     let _ = session_tx.send(session.clone());
                     Caller { principal, session: Some(session), token: Some(token), client: None }
@@ -223,13 +226,36 @@ async fn serve(
         GraphQLWebSocket::new_with_pair(sink, Box::pin(input), state.schema.clone(), protocol)
             .on_connection_init(on_init)
             .serve();
-    tokio::pin!(machine);
-    let init_deadline =
-        tokio::time::sleep(Duration::from_secs(u64::from(state.ws_init_timeout_secs)));
+    run(
+        Box::pin(machine),
+        socket_sink,
+        out_rx,
+        active,
+        session_rx,
+        state.shutdown.clone(),
+        Duration::from_secs(u64::from(state.ws_init_timeout_secs)),
+        state.metrics.clone(),
+    )
+}
+
+/// A connection's loop: forwards what the protocol machine sends, and closes the socket on an
+/// initialisation timeout, at the session's end and on shutdown. Its parts come as arguments,
+/// used in place: a struct would be moved into locals, and its room kept twice.
+#[allow(clippy::too_many_arguments)]
+async fn run(
+    mut machine: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+    mut socket_sink: futures_util::stream::SplitSink<WebSocket, Message>,
+    mut out_rx: mpsc::Receiver<Message>,
+    active: Active,
+    mut session_rx: oneshot::Receiver<actors::session::SessionHandle>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    init_timeout: Duration,
+    metrics: Arc<crate::metrics::Metrics>,
+) {
+    let init_deadline = tokio::time::sleep(init_timeout);
     tokio::pin!(init_deadline);
     let mut session_ended: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> =
         Box::pin(std::future::pending());
-    let mut shutdown = state.shutdown.clone();
     let (mut acked, mut session_known, mut machine_done) = (false, false, false);
     loop {
         tokio::select! {
@@ -284,5 +310,5 @@ async fn serve(
         }
     }
     let _ = socket_sink.close().await;
-    state.metrics.websockets.fetch_sub(1, Ordering::Relaxed);
+    metrics.websockets.fetch_sub(1, Ordering::Relaxed);
 }
