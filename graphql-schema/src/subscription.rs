@@ -46,13 +46,12 @@ pub(crate) fn until_session_ends<S: Stream + Send + 'static>(
     stream: S,
     session: Option<SessionHandle>,
 ) -> impl Stream<Item = S::Item> {
-    let ended = async move {
-        match session {
-            Some(s) => s.closed().await,
-            None => std::future::pending().await,
-        }
+    // Anonymous subscribers have no session to wait for: nothing to allocate for them.
+    let ended = match session {
+        Some(s) => futures_util::future::Either::Left(Box::pin(async move { s.closed().await })),
+        None => futures_util::future::Either::Right(std::future::pending()),
     };
-    stream.take_until(Box::pin(ended))
+    stream.take_until(ended)
 }
 
 struct FillState {
@@ -105,10 +104,13 @@ impl AgendaSubscription {
             loop {
                 let next = match st.rx.recv().await {
                     Ok(level) => level,
-                    Err(RecvError::Lagged(_)) => match st.handle.event(st.event, false).await {
-                        Ok(view) => view.fill,
-                        Err(_) => return None,
-                    },
+                    // Boxed: the rare re-read would otherwise widen every idle subscription.
+                    Err(RecvError::Lagged(_)) => {
+                        match Box::pin(st.handle.event(st.event, false)).await {
+                            Ok(view) => view.fill,
+                            Err(_) => return None,
+                        }
+                    }
                     Err(RecvError::Closed) => return None,
                 };
                 if st.last_seq.is_none_or(|seen| next.seq > seen) {

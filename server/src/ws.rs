@@ -1,9 +1,9 @@
 //! The GraphQL websocket (graphql-transport-ws, and the legacy graphql-ws): async-graphql-axum's
 //! `GraphQLWebSocket` between a filtered input and a channel sink, so that we control what the
-//! stock `GraphQLSubscription` handler does not:
-//! small buffers (a 1 KiB read buffer, no write buffer, no preallocated queue), a `connection_init` deadline (4408),
-//! duplicate subscription ids (4409), the same nesting limits as HTTP, the session's end, and
-//! a clean close on shutdown (1001).
+//! stock `GraphQLSubscription` handler does not: what an idle connection holds (a 512-byte read
+//! buffer, no write buffer, no preallocated queue, a loop future holding only what it uses), a
+//! `connection_init` deadline (4408), duplicate subscription ids (4409), the same nesting limits
+//! as HTTP, the session's end, and a clean close on shutdown (1001).
 
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
@@ -61,7 +61,7 @@ pub(crate) async fn upgrade(state: AppState, parts: &mut Parts) -> Response {
         .protocols([wire.sec_websocket_protocol()])
         // Client messages are small (a subscription's query); a larger one is read in steps
         // into a buffer reserved for its length. Each idle connection keeps this much.
-        .read_buffer_size(1024)
+        .read_buffer_size(512)
         .write_buffer_size(0)
         .max_write_buffer_size(1 << 20)
         .max_message_size(MAX_MESSAGE)
