@@ -144,20 +144,24 @@ fn form(wf: &WorkflowDef) -> FormDef {
     }
 }
 
-fn submitted(urgent: bool) -> (FormDef, WorkflowDef, Step, AccountId) {
-    let wf = workflow();
-    let f = form(&wf);
-    let citizen = AccountId::new();
-    let data = json!({"name": "Camille", "urgent": urgent}).as_object().cloned().unwrap();
-    let new = NewDemand {
+/// A new web demand of `citizen` with these answers.
+fn new_demand(citizen: AccountId, answers: Value) -> NewDemand {
+    NewDemand {
         id: DemandId::new(),
-        data,
+        data: answers.as_object().cloned().unwrap(),
         submitter: Some(citizen),
         user_label: "Camille Martin".into(),
         entered_by: None,
         channel: SubmissionChannel::Web,
         parent: None,
-    };
+    }
+}
+
+fn submitted(urgent: bool) -> (FormDef, WorkflowDef, Step, AccountId) {
+    let wf = workflow();
+    let f = form(&wf);
+    let citizen = AccountId::new();
+    let new = new_demand(citizen, json!({"name": "Camille", "urgent": urgent}));
     let step = submit(&f, &wf, new, now()).unwrap();
     (f, wf, step, citizen)
 }
@@ -447,15 +451,7 @@ fn an_edit_changes_the_fields_it_opens_records_them_and_moves_on() {
     let wf = with_edit_and_attach();
     f.workflow_id = wf.id;
     f.fields.push(Field { id: "street".into(), label: "Street".into(), ..f.fields[0].clone() });
-    let new = NewDemand {
-        id: DemandId::new(),
-        data: json!({"name": "Camile", "street": "Rue Haute"}).as_object().cloned().unwrap(),
-        submitter: Some(citizen),
-        user_label: "Camille Martin".into(),
-        entered_by: None,
-        channel: SubmissionChannel::Web,
-        parent: None,
-    };
+    let new = new_demand(citizen, json!({"name": "Camile", "street": "Rue Haute"}));
     let d = submit(&f, &wf, new, now()).unwrap().demand;
     let mut data = d.data.clone();
     data.insert("name".into(), json!("Camille"));
@@ -498,16 +494,7 @@ fn an_attachment_form_keeps_each_file_under_its_limits() {
     let (mut f, _, _, citizen) = submitted(false);
     let wf = with_edit_and_attach();
     f.workflow_id = wf.id;
-    let new = NewDemand {
-        id: DemandId::new(),
-        data: json!({"name": "Camille"}).as_object().cloned().unwrap(),
-        submitter: Some(citizen),
-        user_label: "Camille Martin".into(),
-        entered_by: None,
-        channel: SubmissionChannel::Web,
-        parent: None,
-    };
-    let d = submit(&f, &wf, new, now()).unwrap().demand;
+    let d = submit(&f, &wf, new_demand(citizen, json!({"name": "Camille"})), now()).unwrap().demand;
     let file = |ty: &str, size: u64| {
         json!({"upload": "0123456789abcdef0123456789abcdef", "name": "proof.pdf", "type": ty, "size": size})
             .as_object()
