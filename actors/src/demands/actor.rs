@@ -85,24 +85,23 @@ impl DemandActor {
     ) -> ResponseActFuture<Self, Result<DemandView, DemandError>> {
         let store = self.store.clone();
         let demands = self.demands.clone();
-        // Files the step newly holds (an edit, an attachment form) are claimed with it.
-        let held: std::collections::HashSet<String> =
+        // Every file the step's demand holds and the demand before it did not (the answers of a
+        // submission, an edit or an attachment form, a generated document) is claimed with the
+        // step. A new demand's actor starts with the demand it creates: it held nothing before.
+        let held: std::collections::HashSet<String> = if submission.is_some() {
+            std::collections::HashSet::new()
+        } else {
             super::attachments::attachments_of(&self.demand.data)
                 .into_iter()
                 .map(|a| a.upload)
-                .collect();
-        let fresh: Vec<String> = super::attachments::attachments_of(&step.demand.data)
-            .into_iter()
-            .map(|a| a.upload)
-            .filter(|u| !held.contains(u))
-            .collect();
+                .collect()
+        };
         let write = async move {
             let now = Timestamp::now();
             // The demands this step creates are checked first: all are written, or none.
             let mut step = step;
             // Generated documents are files first (synced), then attached by the step, which
             // claims them in its transaction like uploads.
-            let mut documents = Vec::new();
             for doc in std::mem::take(&mut step.documents) {
                 let upload = demands
                     .upload(
@@ -114,7 +113,6 @@ impl DemandActor {
                     .await
                     .map_err(Failure::Refused)?;
                 step.demand.data.insert(doc.field, super::attachments::field_value(&upload));
-                documents.push(upload.id);
             }
             let children = demands.children_of(&step, now).await.map_err(Failure::Refused)?;
             let mut all = Vec::with_capacity(1 + children.len());
@@ -124,14 +122,12 @@ impl DemandActor {
                     if let Some(sub) = submission.take() {
                         writes.tracking_hash = Some(sub.tracking_hash);
                         writes.submitted_draft = sub.draft;
-                        writes.claimed_uploads = sub.uploads;
                     }
-                    writes.claimed_uploads.extend(documents.iter().cloned());
-                    for u in fresh.iter() {
-                        if !writes.claimed_uploads.contains(u) {
-                            writes.claimed_uploads.push(u.clone());
-                        }
-                    }
+                    writes.claimed_uploads = super::attachments::attachments_of(&s.demand.data)
+                        .into_iter()
+                        .map(|a| a.upload)
+                        .filter(|u| !held.contains(u))
+                        .collect();
                 }
                 all.push(writes);
             }
@@ -317,8 +313,6 @@ pub(super) struct SubmissionWrites {
     pub(super) tracking_hash: String,
     /// The draft it came from, deleted with it.
     pub(super) draft: Option<DraftId>,
-    /// The uploads it attaches.
-    pub(super) uploads: Vec<String>,
 }
 
 /// Submission: the actor was started with the new demand; this writes it.

@@ -241,6 +241,26 @@ pub fn type_accepted(content_type: &str, accepted: &[String]) -> bool {
         })
 }
 
+/// Checks a file against a field's limits: at most `max_bytes`, of one of `accepted` types
+/// (any when empty); the refusal as the person sees it.
+pub fn check_limits(
+    size: u64,
+    content_type: &str,
+    max_bytes: u64,
+    accepted: &[String],
+) -> Result<(), String> {
+    if size > max_bytes {
+        return Err(format!("a file here has at most {} KiB", max_bytes / 1024));
+    }
+    if !type_accepted(content_type, accepted) {
+        return Err(format!(
+            "{content_type} files are not accepted here (accepted: {})",
+            accepted.join(", ")
+        ));
+    }
+    Ok(())
+}
+
 /// The value a file field stores.
 pub fn field_value(u: &Upload) -> Value {
     serde_json::json!({

@@ -714,20 +714,20 @@ fn validate_level(
                 }
             }
         }
-        // Only top-level answers are kept whole (a block is kept or checked entire).
-        let kept = if prefix.is_empty() { ctx.kept.get(&field.id) } else { None };
-        let given = match (field.read_only, kept) {
-            (true, Some(kept)) => Some(kept.clone()),
-            (true, None) => prefilled(field, ctx, &vars),
-            (false, _) => input.get(&field.id).cloned().filter(|v| !is_empty(v)),
-        };
-        if let (Some(kept), Some(given)) = (kept, &given)
-            && kept == given
+        // An edit keeps a read-only answer, and one given back as stored, as it is. Only
+        // top-level answers are kept whole (a block is kept or checked entire).
+        if let Some(kept) = ctx.kept.get(&field.id).filter(|_| prefix.is_empty())
             && !matches!(field.kind, FieldKind::Computed { .. })
+            && (field.read_only || input.get(&field.id) == Some(kept))
         {
             data.insert(field.id.clone(), kept.clone());
             continue;
         }
+        let given = if field.read_only {
+            prefilled(field, ctx, &vars)
+        } else {
+            input.get(&field.id).cloned().filter(|v| !is_empty(v))
+        };
         let required = match field.required {
             Required::Optional => false,
             Required::Always => true,
@@ -938,16 +938,7 @@ fn check_value(
             if upload.demand.is_some() && upload.demand != ctx.editing {
                 return Err("this upload is attached to another demand".into());
             }
-            if upload.size > *max_bytes {
-                return Err(format!("a file here has at most {} KiB", max_bytes / 1024));
-            }
-            if !super::attachments::type_accepted(&upload.content_type, types) {
-                return Err(format!(
-                    "{} files are not accepted here (accepted: {})",
-                    upload.content_type,
-                    types.join(", ")
-                ));
-            }
+            super::attachments::check_limits(upload.size, &upload.content_type, *max_bytes, types)?;
             super::attachments::field_value(upload)
         }
         FieldKind::Computed { .. }

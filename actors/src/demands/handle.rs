@@ -1011,28 +1011,20 @@ impl Demands {
             }
             (caller, None)
         };
-        let profile = match submitter {
+        let (profile, user_label) = match submitter {
             Some(id) => {
-                let account = self
-                    .inner
-                    .store
-                    .account(id)
-                    .await
-                    .map_err(store_error)?
-                    .ok_or_else(|| DemandError::NotFound(format!("account {id}")))?;
-                Some(Profile {
+                let account = self.account(id).await?;
+                let label = account.display_name();
+                let profile = Profile {
                     first_name: account.first_name,
                     last_name: account.last_name,
                     email: account.email,
                     phone: account.phone,
-                })
+                };
+                (Some(profile), label)
             }
-            None => None,
+            None => (None, String::new()),
         };
-        let user_label = profile
-            .as_ref()
-            .map(|p| format!("{} {}", p.first_name, p.last_name).trim().to_owned())
-            .unwrap_or_default();
         let upload_ids = super::form::upload_ids(&form.fields, &sub.answers);
         let uploads = self.inner.store.uploads(&upload_ids).await.map_err(store_error)?;
         let ctx = SubmissionContext {
@@ -1066,9 +1058,7 @@ impl Demands {
         let workflow_arc = self.cache_workflow(workflow);
         let id = step.demand.id;
         let addr = self.spawn(step.demand.clone(), form_arc, workflow_arc);
-        let claimed =
-            attachments::attachments_of(&step.demand.data).into_iter().map(|a| a.upload).collect();
-        let writes = SubmissionWrites { tracking_hash: hash, draft: sub.draft, uploads: claimed };
+        let writes = SubmissionWrites { tracking_hash: hash, draft: sub.draft };
         let view = addr.send(Create { step, writes }).await.map_err(unavailable)??;
         tracing::info!(demand = %id, form = %sub.form_slug, channel = sub.channel.as_str(), "demand submitted");
         Ok((view, code))
@@ -1856,17 +1846,20 @@ impl Demands {
             crate::access::AccessError::Unauthenticated => DemandError::Unauthenticated,
             _ => DemandError::Forbidden("you may not link this demand to someone".into()),
         })?;
-        let person = self
-            .inner
-            .store
-            .account(account)
-            .await
-            .map_err(store_error)?
-            .ok_or_else(|| DemandError::NotFound(format!("account {account}")))?;
-        let label = format!("{} {}", person.first_name, person.last_name).trim().to_owned();
+        let label = self.account(account).await?.display_name();
         let linked = self.ask(id, LinkUser { account, label, by }).await??;
         tracing::info!(demand = %id, "demand linked to its person");
         Ok(linked)
+    }
+
+    /// The account a demand is for (`NOT_FOUND` when there is none).
+    async fn account(&self, id: AccountId) -> Result<crate::store::AccountRecord, DemandError> {
+        self.inner
+            .store
+            .account(id)
+            .await
+            .map_err(store_error)?
+            .ok_or_else(|| DemandError::NotFound(format!("account {id}")))
     }
 
     /// The demands of an account, newest first.

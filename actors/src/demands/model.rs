@@ -725,21 +725,13 @@ pub fn perform(
             if !demand.may_use(form, by, actor) {
                 return Err(DemandError::Forbidden(format!("you may not use {label:?}")));
             }
-            let size = file.get("size").and_then(Value::as_u64).unwrap_or_default();
-            let limit = max_bytes.unwrap_or(super::attachments::DEFAULT_FIELD_BYTES);
-            if size > limit {
-                return Err(DemandError::Invalid(format!(
-                    "a file here has at most {} KiB",
-                    limit / 1024
-                )));
-            }
-            let content_type = file.get("type").and_then(Value::as_str).unwrap_or_default();
-            if !super::attachments::type_accepted(content_type, types) {
-                return Err(DemandError::Invalid(format!(
-                    "{content_type} files are not accepted here (accepted: {})",
-                    types.join(", ")
-                )));
-            }
+            super::attachments::check_limits(
+                file.get("size").and_then(Value::as_u64).unwrap_or_default(),
+                file.get("type").and_then(Value::as_str).unwrap_or_default(),
+                max_bytes.unwrap_or(super::attachments::DEFAULT_FIELD_BYTES),
+                types,
+            )
+            .map_err(DemandError::Invalid)?;
             if let Some(text) = comment.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
                 run.record(HistoryKind::Comment { text: checked_comment(text)? });
             }

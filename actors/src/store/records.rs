@@ -67,6 +67,11 @@ impl AccountRecord {
     pub fn roles(&self) -> Roles {
         Roles { admin: self.admin, agent_roles: self.agent_roles.clone() }
     }
+
+    /// Given and family name, as agents see the person (`Camille Martin`).
+    pub fn display_name(&self) -> String {
+        format!("{} {}", self.first_name, self.last_name).trim().to_owned()
+    }
 }
 
 /// A session as stored, under the SHA-256 of its token (the token itself is never stored).
